@@ -1,0 +1,37 @@
+import { defineConfig } from "vitest/config";
+
+// Three projects: pure unit tests beside the code; integration tests per service/package against real NATS and
+// Redis (started once per run by packages/testing's global setup); end-to-end tests of the whole mesh.
+const infra = ["./packages/testing/src/global-setup.ts"];
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["{packages,services}/*/src/**/*.test.ts"],
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["{packages,services}/*/test/**/*.int.test.ts"],
+          globalSetup: infra,
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: infra,
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
