@@ -1,0 +1,189 @@
+import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { AppError } from "@tokenmesh/runtime";
+import { context, counter, gauge, type Logger, propagation } from "@tokenmesh/telemetry";
+import { encodeEvent, type EventType } from "./subjects.js";
+
+const metrics = {
+  depth: gauge("tokenmesh_events_outbox_depth", "Events waiting in a publisher's outbox", ["publisher"]),
+  published: counter("tokenmesh_events_published_total", "Events stored by JetStream, by subject", [
+    "subject",
+    "duplicate",
+  ]),
+  retries: counter("tokenmesh_events_publish_retries_total", "Publish attempts that failed and will be retried", [
+    "subject",
+  ]),
+  rejected: counter("tokenmesh_events_outbox_rejected_total", "Events refused because the outbox was full", [
+    "subject",
+  ]),
+};
+
+/** The outbox is full: NATS has been unreachable for too long. The event was NOT accepted. */
+export class OutboxFullError extends AppError {
+  constructor(subject: string, capacity: number) {
+    super("UNAVAILABLE", `event outbox full (${capacity} pending); ${subject} not accepted`, { retryable: true });
+    this.name = "OutboxFullError";
+  }
+}
+
+interface Entry {
+  subject: string;
+  data: Uint8Array;
+  msgId: string;
+  headers: MsgHdrs;
+  state: "pending" | "sending" | "done";
+  waiters: { resolve: (ack: PubAck) => void; reject: (err: Error) => void }[];
+}
+
+export interface EventPublisherOptions {
+  js: JetStreamClient;
+  logger: Logger;
+  /** Name for metrics and logs. */
+  name: string;
+  /** Events held while NATS is unreachable; beyond it, publish throws OutboxFullError. */
+  capacity?: number;
+  /** Publishes awaiting their ack at once. */
+  window?: number;
+  /** How long to wait for a PubAck before trying again. */
+  ackTimeoutMs?: number;
+}
+
+/**
+ * Publishes events to JetStream through a bounded in-memory outbox, so a short NATS outage loses nothing:
+ * events are sent in order, each with `Nats-Msg-Id` (so a retry of an event the stream already stored is dropped
+ * as a duplicate) and the W3C trace context active when `publish` was called. Failed sends are retried from the
+ * oldest unacknowledged event with backoff. A full outbox throws instead of dropping silently.
+ */
+export class EventPublisher {
+  private readonly queue: Entry[] = [];
+  private head = 0;
+  private sending = 0;
+  private backoffMs = 0;
+  private paused = false;
+  private closed = false;
+  private readonly capacity: number;
+  private readonly window: number;
+  private readonly ackTimeoutMs: number;
+  private readonly idle: (() => void)[] = [];
+
+  constructor(private readonly options: EventPublisherOptions) {
+    this.capacity = options.capacity ?? 100_000;
+    this.window = options.window ?? 256;
+    this.ackTimeoutMs = options.ackTimeoutMs ?? 3_000;
+  }
+
+  /** Events accepted and not yet acknowledged by JetStream. */
+  get depth(): number {
+    return this.queue.length - this.head;
+  }
+
+  /**
+   * Accepts an event for publishing and returns a promise of its PubAck (callers may ignore it: the outbox retries
+   * until the event is stored). Throws OutboxFullError synchronously when the outbox is full, and after `close`.
+   */
+  publish<T>(type: EventType<T>, message: T, options: { msgId: string }): Promise<PubAck> {
+    if (this.closed) throw new AppError("UNAVAILABLE", "event publisher closed");
+    if (this.depth >= this.capacity) {
+      metrics.rejected.inc({ subject: type.subject });
+      this.options.logger.error({ subject: type.subject, capacity: this.capacity }, "event outbox full; event refused");
+      throw new OutboxFullError(type.subject, this.capacity);
+    }
+    const h = natsHeaders();
+    propagation.inject(context.active(), h, { set: (carrier, k, v) => carrier.set(k, v) });
+    const entry: Entry = {
+      subject: type.subject,
+      data: encodeEvent(type, message),
+      msgId: options.msgId,
+      headers: h,
+      state: "pending",
+      waiters: [],
+    };
+    const acked = new Promise<PubAck>((resolve, reject) => entry.waiters.push({ resolve, reject }));
+    acked.catch(() => undefined);
+    this.queue.push(entry);
+    metrics.depth.set({ publisher: this.options.name }, this.depth);
+    this.pump();
+    return acked;
+  }
+
+  /** Resolves when every accepted event is stored, or rejects after `timeoutMs`. */
+  async flush(timeoutMs: number): Promise<void> {
+    if (this.depth === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.idle.push(resolve)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new AppError("UNAVAILABLE", `${this.depth} events still unpublished after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** Refuses new events; what is queued keeps being sent until `flush` or process exit. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private pump(): void {
+    if (this.paused) return;
+    for (let i = this.head; i < this.queue.length && this.sending < this.window; i++) {
+      const entry = this.queue[i]!;
+      if (entry.state !== "pending") continue;
+      this.send(entry);
+    }
+  }
+
+  private send(entry: Entry): void {
+    entry.state = "sending";
+    this.sending++;
+    this.options.js
+      .publish(entry.subject, entry.data, {
+        msgID: entry.msgId,
+        headers: entry.headers,
+        timeout: this.ackTimeoutMs,
+        retries: 0,
+      })
+      .then(
+        (ack) => {
+          this.sending--;
+          entry.state = "done";
+          this.backoffMs = 0;
+          metrics.published.inc({ subject: entry.subject, duplicate: String(ack.duplicate) });
+          for (const w of entry.waiters) w.resolve(ack);
+          entry.waiters = [];
+          this.advance();
+          this.pump();
+        },
+        (err: Error) => {
+          this.sending--;
+          entry.state = "pending";
+          metrics.retries.inc({ subject: entry.subject });
+          this.retryLater(err);
+        },
+      );
+  }
+
+  private retryLater(err: Error): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 50 : this.backoffMs * 2);
+    this.options.logger.warn({ err: err.message, depth: this.depth, retry_in_ms: this.backoffMs }, "event publish failed; retrying");
+    setTimeout(() => {
+      this.paused = false;
+      this.pump();
+    }, this.backoffMs).unref();
+  }
+
+  private advance(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.state === "done") this.head++;
+    // Compact occasionally so the array does not grow without bound.
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    metrics.depth.set({ publisher: this.options.name }, this.depth);
+    if (this.depth === 0) for (const r of this.idle.splice(0)) r();
+  }
+}

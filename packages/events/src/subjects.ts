@@ -1,0 +1,66 @@
+import { BudgetThresholdCrossed, GuardDecision, JobSubmitted, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+
+/** Every NATS subject Tokenmesh uses. Declared here only. */
+export const Subjects = {
+  usageRecorded: "llm.usage.recorded.v1",
+  budgetThreshold: "llm.budget.threshold.v1",
+  guardDecision: "llm.guard.decision.v1",
+  jobSubmitted: "llm.jobs.submitted.v1",
+  /** Messages a consumer gave up on: `llm.deadletter.v1.<original subject>`. */
+  deadLetterPrefix: "llm.deadletter.v1",
+} as const;
+
+/** The dead-letter subject for messages of `subject`. */
+export function deadLetterSubject(subject: string): string {
+  return `${Subjects.deadLetterPrefix}.${subject}`;
+}
+
+/** The canonical proto3 JSON codec ts-proto generates for each event message. */
+export interface JsonCodec<T> {
+  toJSON(message: T): unknown;
+  fromJSON(object: unknown): T;
+}
+
+/** An event: its subject, the stream that stores it, and its payload codec. */
+export interface EventType<T> {
+  readonly subject: string;
+  readonly stream: string;
+  readonly codec: JsonCodec<T>;
+}
+
+export const UsageRecordedEvent: EventType<UsageRecorded> = {
+  subject: Subjects.usageRecorded,
+  stream: "LLM_USAGE",
+  codec: UsageRecorded,
+};
+
+export const BudgetThresholdEvent: EventType<BudgetThresholdCrossed> = {
+  subject: Subjects.budgetThreshold,
+  stream: "LLM_BUDGET",
+  codec: BudgetThresholdCrossed,
+};
+
+export const GuardDecisionEvent: EventType<GuardDecision> = {
+  subject: Subjects.guardDecision,
+  stream: "LLM_GUARD",
+  codec: GuardDecision,
+};
+
+export const JobSubmittedEvent: EventType<JobSubmitted> = {
+  subject: Subjects.jobSubmitted,
+  stream: "LLM_JOBS",
+  codec: JobSubmitted,
+};
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes an event as canonical proto3 JSON bytes. */
+export function encodeEvent<T>(type: EventType<T>, message: T): Uint8Array {
+  return encoder.encode(JSON.stringify(type.codec.toJSON(message)));
+}
+
+/** Decodes canonical proto3 JSON bytes; throws on malformed JSON. */
+export function decodeEvent<T>(type: EventType<T>, data: Uint8Array): T {
+  return type.codec.fromJSON(JSON.parse(decoder.decode(data)));
+}

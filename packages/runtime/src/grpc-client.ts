@@ -1,0 +1,88 @@
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type ClientOptions,
+  type ClientReadableStream,
+  credentials as grpcCredentials,
+  Metadata,
+} from "@grpc/grpc-js";
+import { clientInterceptor } from "@tokenmesh/telemetry";
+import { fromGrpcError } from "./grpc-errors.js";
+
+type ClientCtor<C> = new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C;
+
+/**
+ * A client for a peer service with tracing/metrics interceptors, keepalive, and retries of transparent
+ * transport failures by grpc-js. Application-level retries belong to the router, not here.
+ */
+export function createGrpcClient<C extends Client>(
+  ctor: ClientCtor<C>,
+  address: string,
+  options: Partial<ClientOptions> = {},
+): C {
+  return new ctor(address, grpcCredentials.createInsecure(), {
+    interceptors: [clientInterceptor],
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    "grpc.max_send_message_length": 16 * 1024 * 1024,
+    ...options,
+  });
+}
+
+/** Per-call options: a deadline, metadata and an AbortSignal that cancels the call. */
+export interface CallParams {
+  deadlineMs?: number;
+  metadata?: Metadata;
+  signal?: AbortSignal;
+}
+
+function callOptions(p: CallParams): Partial<CallOptions> {
+  return p.deadlineMs ? { deadline: new Date(Date.now() + p.deadlineMs) } : {};
+}
+
+/**
+ * Calls a unary method as a promise. Errors are AppErrors rebuilt from the peer's ErrorDetail trailer.
+ */
+export function callUnary<Req, Res>(
+  method: (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: Error | null, res: Res) => void) => { cancel(): void },
+  request: Req,
+  params: CallParams = {},
+): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const call = method(request, params.metadata ?? new Metadata(), callOptions(params), (err, res) => {
+      params.signal?.removeEventListener("abort", onAbort);
+      if (err) reject(fromGrpcError(err));
+      else resolve(res);
+    });
+    const onAbort = () => call.cancel();
+    if (params.signal?.aborted) call.cancel();
+    else params.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Calls a server-streaming method as an async iterable. Breaking out of the loop (or aborting the signal) cancels
+ * the call; errors are AppErrors rebuilt from the peer's trailer.
+ */
+export async function* callStream<Req, Res>(
+  method: (req: Req, md: Metadata, opts: Partial<CallOptions>) => ClientReadableStream<Res>,
+  request: Req,
+  params: CallParams = {},
+): AsyncGenerator<Res> {
+  const call = method(request, params.metadata ?? new Metadata(), callOptions(params));
+  const onAbort = () => call.cancel();
+  params.signal?.addEventListener("abort", onAbort, { once: true });
+  let finished = false;
+  try {
+    for await (const msg of call) yield msg as Res;
+    finished = true;
+  } catch (err) {
+    finished = true;
+    throw fromGrpcError(err);
+  } finally {
+    params.signal?.removeEventListener("abort", onAbort);
+    if (!finished) call.cancel();
+  }
+}

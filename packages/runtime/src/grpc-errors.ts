@@ -1,0 +1,78 @@
+import { Metadata, type ServiceError, status, type StatusObject } from "@grpc/grpc-js";
+import { ErrorDetail } from "@tokenmesh/proto/common/v1/context";
+import { AppError, type ErrorCode, toAppError } from "./errors.js";
+
+/** The binary trailer that carries an AppError's fields across a gRPC hop. */
+export const ERROR_DETAIL_KEY = "tokenmesh-error-bin";
+
+const toStatus: Record<ErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  NOT_FOUND: status.NOT_FOUND,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  UNAVAILABLE: status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  CANCELLED: status.CANCELLED,
+  INTERNAL: status.INTERNAL,
+};
+
+const fromStatus = new Map<number, ErrorCode>(Object.entries(toStatus).map(([k, v]) => [v, k as ErrorCode]));
+
+/** Maps an AppError code to its gRPC status code. */
+export function grpcStatusOf(code: ErrorCode): status {
+  return toStatus[code];
+}
+
+/**
+ * Turns anything thrown into a gRPC status with the ErrorDetail trailer. Unknown errors become INTERNAL with a
+ * generic message (the caller logs the original).
+ */
+export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: status; details: string } {
+  const e = toAppError(err);
+  const metadata = new Metadata();
+  metadata.set(
+    ERROR_DETAIL_KEY,
+    Buffer.from(
+      ErrorDetail.encode({
+        code: e.code,
+        message: e.message,
+        retryable: e.retryable,
+        origin: e.origin,
+        param: e.param ?? "",
+        retryAfterMs: e.retryAfterMs ?? 0,
+        reason: e.reason ?? "",
+      }).finish(),
+    ),
+  );
+  return { code: toStatus[e.code], details: e.message, metadata };
+}
+
+/**
+ * Turns a gRPC client error back into the AppError the peer raised (from the trailer), or, for errors that did not
+ * come from a Tokenmesh handler (connection refused, deadline), an AppError derived from the status code.
+ */
+export function fromGrpcError(err: unknown): AppError {
+  const se = err as Partial<ServiceError>;
+  if (typeof se?.code !== "number") return toAppError(err);
+  const raw = se.metadata?.get(ERROR_DETAIL_KEY)[0];
+  if (raw instanceof Buffer) {
+    try {
+      const d = ErrorDetail.decode(raw);
+      return new AppError((d.code as ErrorCode) || fromStatus.get(se.code) || "INTERNAL", d.message, {
+        retryable: d.retryable,
+        origin: d.origin === "upstream" ? "upstream" : "internal",
+        ...(d.param ? { param: d.param } : {}),
+        ...(d.retryAfterMs ? { retryAfterMs: d.retryAfterMs } : {}),
+        ...(d.reason ? { reason: d.reason } : {}),
+        cause: err,
+      });
+    } catch {
+      // fall through to the status code
+    }
+  }
+  const code = fromStatus.get(se.code) ?? "INTERNAL";
+  // A peer that cannot be reached is UNAVAILABLE and worth retrying; anything else keeps the code's default.
+  return new AppError(code, se.details || se.message || code, { cause: err });
+}

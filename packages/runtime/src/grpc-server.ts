@@ -1,0 +1,240 @@
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import {
+  type MethodDefinition,
+  type Metadata,
+  type sendUnaryData,
+  Server,
+  type ServerCredentials,
+  ServerCredentials as Credentials,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { descriptorSetPath } from "@tokenmesh/proto";
+import {
+  context,
+  type Logger,
+  metadataGetter,
+  propagation,
+  recordSpanError,
+  rpcMetrics,
+  SpanKind,
+  splitMethod,
+  statusName,
+  trace,
+  tracer,
+} from "@tokenmesh/telemetry";
+import { HealthImplementation } from "grpc-health-check";
+import { AppError, toAppError } from "./errors.js";
+import { toGrpcStatus } from "./grpc-errors.js";
+
+/** What a handler knows about its call besides the request. */
+export interface CallContext {
+  metadata: Metadata;
+  /** Aborted when the client cancels, the deadline passes, or the server is forced to stop. */
+  signal: AbortSignal;
+  /** The call's deadline, if the client set one. */
+  deadline: Date | undefined;
+  peer: string;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (request: Req, ctx: CallContext) => AsyncIterable<Res>;
+export type BidiHandler<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>;
+
+/** The handler type a method definition calls for (unary, server stream or bidirectional stream). */
+export type HandlerFor<M> =
+  M extends MethodDefinition<infer Req, infer Res>
+    ? M["responseStream"] extends true
+      ? M["requestStream"] extends true
+        ? BidiHandler<Req, Res>
+        : ServerStreamHandler<Req, Res>
+      : UnaryHandler<Req, Res>
+    : never;
+
+export type Handlers<S> = { [K in keyof S]: HandlerFor<S[K]> };
+
+export interface GrpcServerOptions {
+  logger: Logger;
+  /** Max message size in bytes, both ways (default 16 MiB: prompts with images are large). */
+  maxMessageBytes?: number;
+}
+
+/**
+ * A gRPC server with the standard `grpc.health.v1.Health` service, server reflection for every Tokenmesh proto,
+ * and handlers written as async functions / async generators. Every call gets a SERVER span continuing the
+ * caller's W3C trace context from metadata, rate/latency/status metrics, an AbortSignal, and AppError → status
+ * mapping (unknown errors become INTERNAL with a generic message; the original goes to the log and the span).
+ */
+export class GrpcServer {
+  readonly server: Server;
+  private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
+  private readonly serviceNames: string[] = [];
+  private readonly active = new Set<AbortController>();
+  private readonly log: Logger;
+
+  constructor(options: GrpcServerOptions) {
+    this.log = options.logger;
+    const max = options.maxMessageBytes ?? 16 * 1024 * 1024;
+    this.server = new Server({
+      "grpc.max_receive_message_length": max,
+      "grpc.max_send_message_length": max,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    this.health.addToServer(this.server);
+    const descriptors = loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
+    new ReflectionService(descriptors).addToServer(this.server);
+  }
+
+  /** Registers a service whose handlers are async functions (unary) or async iterables (streams). */
+  add<S extends ServiceDefinition>(definition: S, handlers: Handlers<S>): void {
+    const impl: UntypedServiceImplementation = {};
+    let fullName = "";
+    for (const [name, def] of Object.entries(definition) as [string, MethodDefinition<unknown, unknown>][]) {
+      const handler = (handlers as Record<string, unknown>)[name];
+      if (typeof handler !== "function") throw new Error(`no handler for ${def.path}`);
+      fullName = splitMethod(def.path).service;
+      impl[name] = this.adapt(def, handler as (...args: unknown[]) => unknown);
+    }
+    this.serviceNames.push(fullName);
+    this.server.addService(definition, impl);
+  }
+
+  /** Binds and starts; returns the bound port (useful with port 0). */
+  async listen(host: string, port: number, credentials: ServerCredentials = Credentials.createInsecure()): Promise<number> {
+    const bound = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    return bound;
+  }
+
+  /** Sets the health status of the server ("") and of every registered service. */
+  setServing(serving: boolean): void {
+    const s = serving ? "SERVING" : "NOT_SERVING";
+    this.health.setStatus("", s);
+    for (const name of this.serviceNames) this.health.setStatus(name, s);
+  }
+
+  /** Calls in flight. */
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Stops taking calls and waits for those in flight; after `graceMs` aborts their handlers (generation stops)
+   * and forces the server down.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.setServing(false);
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), graceMs);
+    });
+    const result = await Promise.race([drained, timeout]);
+    clearTimeout(timer);
+    if (result === "timeout") {
+      this.log.warn({ in_flight: this.active.size }, "gRPC drain deadline passed; aborting calls");
+      for (const ac of this.active) ac.abort(new AppError("UNAVAILABLE", "server shutting down"));
+      this.server.forceShutdown();
+    }
+  }
+
+  private adapt(def: MethodDefinition<unknown, unknown>, handler: (...args: unknown[]) => unknown) {
+    const { service, method } = splitMethod(def.path);
+    const begin = (call: { metadata: Metadata; getDeadline(): Date | number; getPeer(): string; on(e: string, f: () => void): unknown }) => {
+      const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+      const span = tracer().startSpan(
+        def.path.slice(1),
+        { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
+        parent,
+      );
+      const ac = new AbortController();
+      this.active.add(ac);
+      const rawDeadline = call.getDeadline();
+      const deadline = rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
+      let deadlineTimer: NodeJS.Timeout | undefined;
+      if (deadline) {
+        deadlineTimer = setTimeout(
+          () => ac.abort(new AppError("DEADLINE_EXCEEDED", "deadline exceeded")),
+          Math.max(0, deadline.getTime() - Date.now()),
+        );
+      }
+      call.on("cancelled", () => ac.abort(new AppError("CANCELLED", "cancelled by the client")));
+      const started = performance.now();
+      const ctx: CallContext = { metadata: call.metadata, signal: ac.signal, deadline, peer: call.getPeer() };
+      const end = (err?: unknown) => {
+        clearTimeout(deadlineTimer);
+        this.active.delete(ac);
+        let code = "OK";
+        if (err !== undefined) {
+          const e = toAppError(err);
+          code = statusName(toGrpcStatus(e).code);
+          recordSpanError(span, e);
+          if (e.code === "INTERNAL") this.log.error({ err, method: def.path }, "handler failed");
+        }
+        span.setAttribute("rpc.grpc.status_code", code);
+        span.end();
+        rpcMetrics.serverHandled.inc({ service, method, code });
+        rpcMetrics.serverDuration.observe({ service, method, code }, (performance.now() - started) / 1000);
+      };
+      return { ctx, end, active: trace.setSpan(parent, span) };
+    };
+
+    if (!def.responseStream) {
+      return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const { ctx, end, active } = begin(call);
+        context
+          .with(active, () => (handler as UnaryHandler<unknown, unknown>)(call.request, ctx))
+          .then(
+            (res) => {
+              end();
+              callback(null, res);
+            },
+            (err) => {
+              end(err);
+              callback(toGrpcStatus(err));
+            },
+          );
+      };
+    }
+
+    const pump = async (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>, source: AsyncIterable<unknown>, ctx: CallContext) => {
+      for await (const msg of source) {
+        if (ctx.signal.aborted) break;
+        if (!call.write(msg)) {
+          // Respect flow control: wait until the client reads, unless the call ends first.
+          await Promise.race([once(call, "drain"), once(ctx.signal, "abort")]);
+        }
+      }
+    };
+
+    return (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) => {
+      const { ctx, end, active } = begin(call);
+      void context
+        .with(active, async () => {
+          const source = def.requestStream
+            ? (handler as BidiHandler<unknown, unknown>)(call as AsyncIterable<unknown>, ctx)
+            : (handler as ServerStreamHandler<unknown, unknown>)((call as ServerWritableStream<unknown, unknown>).request, ctx);
+          await pump(call, source, ctx);
+        })
+        .then(
+          () => {
+            end(ctx.signal.aborted ? ctx.signal.reason : undefined);
+            if (ctx.signal.aborted) call.emit("error", toGrpcStatus(ctx.signal.reason));
+            else call.end();
+          },
+          (err) => {
+            end(err);
+            call.emit("error", toGrpcStatus(err));
+          },
+        );
+    };
+  }
+}

@@ -1,0 +1,18 @@
+export { commonEnv, ConfigError, env, parseEnv } from "./config.js";
+export * from "./errors.js";
+export { callStream, callUnary, createGrpcClient, type CallParams } from "./grpc-client.js";
+export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, toGrpcStatus } from "./grpc-errors.js";
+export {
+  type BidiHandler,
+  type CallContext,
+  GrpcServer,
+  type GrpcServerOptions,
+  type HandlerFor,
+  type Handlers,
+  type ServerStreamHandler,
+  type UnaryHandler,
+} from "./grpc-server.js";
+export { type OpenAIErrorBody, toHttpError } from "./http-errors.js";
+export { Lifecycle, ShutdownPhase } from "./lifecycle.js";
+export { type OpsServer, type OpsServerOptions, type ReadinessCheck, runChecks, startOpsServer } from "./ops-server.js";
+export { type App, type AppDeps, runMain, ServiceHost, type ServiceHostOptions } from "./service.js";

@@ -1,0 +1,15 @@
+export { clientInterceptor, metadataGetter, splitMethod, statusName } from "./grpc.js";
+export { createLogger, type CreateLoggerOptions, type Logger } from "./logger.js";
+export {
+  collectProcessMetrics,
+  counter,
+  gauge,
+  genAiMetrics,
+  histogram,
+  LATENCY_BUCKETS,
+  registry,
+  rpcMetrics,
+  TOKEN_BUCKETS,
+} from "./metrics.js";
+export { startTelemetry, stopTelemetry } from "./sdk.js";
+export * from "./tracing.js";

@@ -1,0 +1,95 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * The process's one Prometheus registry. Every metric of every package registers here, so one `/metrics`
+ * handler exposes them all.
+ */
+export const registry = new Registry();
+let defaultsCollected = false;
+
+/** Starts Node's default process metrics (CPU, memory, event loop lag) once per process. */
+export function collectProcessMetrics(prefix = "tokenmesh_"): void {
+  if (defaultsCollected) return;
+  defaultsCollected = true;
+  collectDefaultMetrics({ register: registry, prefix });
+}
+
+/** Latency buckets in seconds, from 1 ms to 2 min: LLM calls span that range. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Token-count buckets for gen_ai_client_token_usage (the GenAI semantic convention's). */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+
+type Labels<T extends string> = readonly T[];
+
+/**
+ * Returns the counter of that name, creating it on first use. Defining a metric twice (two app instances in one
+ * test process) returns the same metric instead of throwing.
+ */
+export function counter<T extends string>(name: string, help: string, labelNames: Labels<T> = []): Counter<T> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Counter<T>;
+  return new Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
+}
+
+/** Like {@link counter}, for gauges. */
+export function gauge<T extends string>(name: string, help: string, labelNames: Labels<T> = []): Gauge<T> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<T>;
+  return new Gauge({ name, help, labelNames: [...labelNames], registers: [registry] });
+}
+
+/** Like {@link counter}, for histograms (latency buckets by default). */
+export function histogram<T extends string>(
+  name: string,
+  help: string,
+  labelNames: Labels<T> = [],
+  buckets: number[] = LATENCY_BUCKETS,
+): Histogram<T> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Histogram<T>;
+  return new Histogram({ name, help, labelNames: [...labelNames], buckets, registers: [registry] });
+}
+
+/** Metrics shared by every service: gRPC calls in and out, defined once. */
+export const rpcMetrics = {
+  serverHandled: counter("tokenmesh_rpc_server_handled_total", "gRPC calls handled, by method and status code", [
+    "service",
+    "method",
+    "code",
+  ]),
+  serverDuration: histogram("tokenmesh_rpc_server_duration_seconds", "gRPC handler latency", [
+    "service",
+    "method",
+    "code",
+  ]),
+  clientHandled: counter("tokenmesh_rpc_client_handled_total", "gRPC calls made, by method and status code", [
+    "service",
+    "method",
+    "code",
+  ]),
+  clientDuration: histogram("tokenmesh_rpc_client_duration_seconds", "gRPC client call latency", [
+    "service",
+    "method",
+    "code",
+  ]),
+};
+
+/** GenAI semantic-convention histograms, shared by the services that observe model calls. */
+export const genAiMetrics = {
+  tokenUsage: histogram(
+    "gen_ai_client_token_usage",
+    "Tokens used per model call (gen_ai.client.token.usage)",
+    ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"],
+    TOKEN_BUCKETS,
+  ),
+  timeToFirstToken: histogram(
+    "gen_ai_server_time_to_first_token_seconds",
+    "Time to the first generated token (gen_ai.server.time_to_first_token)",
+    ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"],
+  ),
+  operationDuration: histogram(
+    "gen_ai_client_operation_duration_seconds",
+    "Duration of a model call (gen_ai.client.operation.duration)",
+    ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+  ),
+};

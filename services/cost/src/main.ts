@@ -1,0 +1,5 @@
+import { runMain } from "@tokenmesh/runtime";
+import { createApp } from "./app.js";
+import { CostConfigSchema } from "./config.js";
+
+await runMain("cost", CostConfigSchema, createApp);

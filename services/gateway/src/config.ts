@@ -1,0 +1,22 @@
+import { commonEnv, env } from "@tokenmesh/runtime";
+import { z } from "zod";
+
+/** The gateway's environment; the only reader of process.env in this service. */
+export const GatewayConfigSchema = z.object({
+  ...commonEnv,
+  NATS_URL: env.url("nats://127.0.0.1:4222", ["nats:", "tls:"]),
+  REDIS_URL: env.url("redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+  GUARD_ADDR: env.address("127.0.0.1:50052"),
+  ROUTER_ADDR: env.address("127.0.0.1:50053"),
+  COST_ADDR: env.address("127.0.0.1:50055"),
+  GATEWAY_HOST: env.host(),
+  GATEWAY_HTTP_PORT: env.port(8080),
+  GATEWAY_GRPC_PORT: env.port(50051),
+  /** Largest accepted request body. */
+  GATEWAY_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  /** Bearer token of the admin API; without it the admin API is disabled. */
+  TOKENMESH_ADMIN_KEY: z.string().min(16, "use at least 16 characters").optional(),
+  MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
+});
+
+export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;

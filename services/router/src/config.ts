@@ -1,0 +1,16 @@
+import { commonEnv, env } from "@tokenmesh/runtime";
+import { z } from "zod";
+
+/** The router's environment; the only reader of process.env in this service. */
+export const RouterConfigSchema = z.object({
+  ...commonEnv,
+  NATS_URL: env.url("nats://127.0.0.1:4222", ["nats:", "tls:"]),
+  REDIS_URL: env.url("redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+  INFERENCE_ADDR: env.address("127.0.0.1:50054"),
+  ROUTER_HOST: env.host(),
+  ROUTER_GRPC_PORT: env.port(50053),
+  ROUTER_OPS_PORT: env.port(9103),
+  MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
+});
+
+export type RouterConfig = z.infer<typeof RouterConfigSchema>;
