@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+// `npm start`: runs the whole mesh on this machine with the embedded defaults.
+// 1. builds when any service has no dist/ yet; 2. writes the tiny test models when missing;
+// 3. uses NATS and Redis at NATS_URL / REDIS_URL (defaults on 127.0.0.1), starting local nats-server /
+//    redis-server when nothing answers and the binaries exist; 4. starts the five services;
+// 5. prints the gateway URLs, the admin key and the models. Ctrl-C stops everything cleanly.
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const state = join(root, ".tokenmesh");
+mkdirSync(state, { recursive: true });
+const env = { ...process.env };
+const NATS_URL = env.NATS_URL ?? "nats://127.0.0.1:4222";
+const REDIS_URL = env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const MESH_CONFIG = resolve(env.MESH_CONFIG ?? join(root, "config/mesh.yaml"));
+const HTTP_PORT = env.GATEWAY_HTTP_PORT ?? "8080";
+const GRPC_PORT = env.GATEWAY_GRPC_PORT ?? "50051";
+const children = [];
+let stopping = false;
+
+function log(msg) {
+  process.stdout.write(`[tokenmesh] ${msg}\n`);
+}
+
+function which(bin) {
+  for (const dir of [...(env.PATH ?? "").split(":"), "/usr/sbin", "/usr/bin", "/usr/local/bin"]) {
+    if (dir && existsSync(join(dir, bin))) return join(dir, bin);
+  }
+  return undefined;
+}
+
+function reachable(url) {
+  const u = new URL(url.split(",")[0]);
+  return new Promise((res) => {
+    const s = connect({ host: u.hostname, port: Number(u.port) }, () => {
+      s.destroy();
+      res(true);
+    });
+    s.on("error", () => res(false));
+    s.setTimeout(1000, () => {
+      s.destroy();
+      res(false);
+    });
+  });
+}
+
+async function waitReachable(url, ms) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await reachable(url)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+function run(name, cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env, ...opts });
+  const prefix = `${name.padEnd(9)}| `;
+  const pipe = (stream, out) => {
+    let buf = "";
+    stream.on("data", (d) => {
+      buf += d.toString();
+      const lines = buf.split("\n");
+      buf = lines.pop();
+      for (const l of lines) out.write(prefix + l + "\n");
+    });
+  };
+  pipe(child.stdout, process.stdout);
+  pipe(child.stderr, process.stderr);
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      log(`${name} exited (${code ?? signal}); stopping the mesh`);
+      void stop(1);
+    }
+  });
+  children.push({ name, child });
+  return child;
+}
+
+async function ensureInfra(kind, url, bin, args) {
+  if (await reachable(url)) {
+    log(`${kind}: using ${url}`);
+    return;
+  }
+  const path = which(bin);
+  if (!path) {
+    log(`${kind} is not reachable at ${url} and ${bin} is not installed.`);
+    log(`Install it (Debian/Ubuntu: sudo apt-get install ${bin}), or set ${kind === "NATS" ? "NATS_URL" : "REDIS_URL"} to a running server.`);
+    process.exit(1);
+  }
+  log(`${kind}: starting ${bin} for ${url}`);
+  run(bin, path, args(new URL(url)));
+  if (!(await waitReachable(url, 10_000))) {
+    log(`${bin} did not start; see its output above`);
+    await stop(1);
+  }
+}
+
+async function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  log("stopping…");
+  // Services first (they drain and flush events), then NATS and Redis.
+  const services = children.filter((c) => !["nats-server", "redis-server"].includes(c.name));
+  const infra = children.filter((c) => ["nats-server", "redis-server"].includes(c.name));
+  for (const group of [services, infra]) {
+    await Promise.all(
+      group.map(
+        ({ child }) =>
+          new Promise((res) => {
+            if (child.exitCode !== null || child.signalCode !== null) return res();
+            child.once("exit", res);
+            child.kill("SIGTERM");
+            setTimeout(() => child.kill("SIGKILL"), 8_000).unref();
+          }),
+      ),
+    );
+  }
+  process.exit(code);
+}
+
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
+
+const services = ["inference", "guard", "router", "cost", "gateway"];
+if (services.some((s) => !existsSync(join(root, "services", s, "dist/main.js")))) {
+  log("building (first run)…");
+  const b = spawnSync("npm", ["run", "build"], { cwd: root, stdio: "inherit", env: { ...env, TURBO_TELEMETRY_DISABLED: "1" } });
+  if (b.status !== 0) process.exit(b.status ?? 1);
+}
+const models = spawnSync(process.execPath, [join(root, "services/inference/dist/models/make-test-models.js"), join(root, "models")], {
+  stdio: "inherit",
+});
+if (models.status !== 0) process.exit(models.status ?? 1);
+
+await ensureInfra("NATS", NATS_URL, "nats-server", (u) => ["-js", "-a", u.hostname, "-p", u.port || "4222", "-sd", join(state, "nats")]);
+await ensureInfra("Redis", REDIS_URL, "redis-server", (u) => [
+  "--bind", u.hostname, "--port", u.port || "6379", "--dir", state, "--appendonly", "yes", "--save", "",
+]);
+
+let adminKey = env.TOKENMESH_ADMIN_KEY;
+if (!adminKey) {
+  const file = join(state, "admin-key");
+  adminKey = existsSync(file) ? readFileSync(file, "utf8").trim() : `tmadm_${randomBytes(24).toString("base64url")}`;
+  writeFileSync(file, `${adminKey}\n`, { mode: 0o600 });
+}
+Object.assign(env, { NATS_URL, REDIS_URL, MESH_CONFIG, TOKENMESH_ADMIN_KEY: adminKey, GATEWAY_HTTP_PORT: HTTP_PORT, GATEWAY_GRPC_PORT: GRPC_PORT });
+
+const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];
+for (const s of services) run(s, node[0], node.slice(1), { cwd: join(root, "services", s) });
+
+const ready = await Promise.all(
+  [
+    ["inference", "http://127.0.0.1:9104/readyz"],
+    ["guard", "http://127.0.0.1:9102/readyz"],
+    ["router", "http://127.0.0.1:9103/readyz"],
+    ["cost", "http://127.0.0.1:9105/readyz"],
+    ["gateway", `http://127.0.0.1:${HTTP_PORT}/readyz`],
+  ].map(async ([name, url]) => {
+    const until = Date.now() + 60_000;
+    while (Date.now() < until && !stopping) {
+      try {
+        if ((await fetch(url)).ok) return true;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    log(`${name} is not ready at ${url}`);
+    return false;
+  }),
+);
+if (stopping) await new Promise(() => {});
+let modelList = "";
+try {
+  const res = await fetch(`http://127.0.0.1:${HTTP_PORT}/v1/models`, { headers: { authorization: `Bearer ${adminKey}` } });
+  if (res.ok) modelList = (await res.json()).data.map((m) => m.id).join(", ");
+} catch {}
+log(ready.every(Boolean) ? "mesh is ready" : "mesh started, but not every service is ready (see above)");
+log(`  HTTP (OpenAI-compatible): http://127.0.0.1:${HTTP_PORT}/v1`);
+log(`  gRPC GatewayService:      127.0.0.1:${GRPC_PORT}`);
+log(`  admin key:                ${adminKey}   (also in .tokenmesh/admin-key unless TOKENMESH_ADMIN_KEY is set)`);
+log(`  models:                   ${modelList || "see GET /v1/models"}`);
+log(`  catalog:                  ${MESH_CONFIG}`);
+log("Ctrl-C stops everything.");
