@@ -1,16 +1,72 @@
-import { connectNats, ensureStreams, jetstreamManager, type NatsConnection, natsReadiness } from "@tokenmesh/events";
+import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
+import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
+import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
+import {
+  connectNats,
+  ensureStreams,
+  EventPublisher,
+  jetstream,
+  jetstreamManager,
+  type NatsConnection,
+  natsReadiness,
+} from "@tokenmesh/events";
 import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
+import { BudgetView } from "./adapters/budget-view.js";
+import { GrpcCost } from "./adapters/cost.client.js";
+import { GrpcGuard } from "./adapters/guard.client.js";
+import { RedisKeyStore } from "./adapters/key-store.js";
+import { RedisRateLimiter } from "./adapters/rate-limiter.js";
+import { GrpcRouter } from "./adapters/router.client.js";
+import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";
+import { ChatFlow } from "./domain/chat-flow.js";
+import { hashSecret } from "./domain/keys.js";
+import { gatewayHandlers } from "./grpc/gateway.handlers.js";
+import { registerAdminRoutes } from "./http/admin.routes.js";
+import { registerErrorHandler } from "./http/errors.js";
+import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
 
-/** Wires the gateway: HTTP (Fastify) and gRPC front doors, Redis, NATS. */
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** Wires the gateway: HTTP (Fastify) and gRPC front doors over one ChatFlow, Redis, NATS and the peers. */
 export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: ServiceHost; http: FastifyInstance; readonly httpPort: number } {
   const { logger, lifecycle } = deps;
   let nc: NatsConnection | undefined;
+  let catalog: Catalog | undefined;
+  let stopWatching: (() => void) | undefined;
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2 });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
+  const keys = new RedisKeyStore(redis);
+  const limiter = new RedisRateLimiter(redis);
+  const guard = new GrpcGuard(config.GUARD_ADDR);
+  const router = new GrpcRouter(config.ROUTER_ADDR);
+  const cost = new GrpcCost(config.COST_ADDR);
+  const budgets = new BudgetView(redis, logger);
+  let publisher: EventPublisher | undefined;
+  let usageSink: JetStreamUsageSink | undefined;
+  const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
+  const flow = new ChatFlow({
+    catalog: () => {
+      if (!catalog) throw new Error("catalog not loaded");
+      return catalog;
+    },
+    keys,
+    adminKeyHash,
+    limiter,
+    guard,
+    router,
+    cost,
+    budgets,
+    usage: {
+      record: (event) => usageSink?.record(event),
+    },
+    logger,
+  });
+
   const host = new ServiceHost({
     logger,
     lifecycle,
@@ -20,15 +76,42 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
       redis: () => redis.ping(),
     },
   });
-  const http = Fastify({ bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES, logger: false });
+  host.grpc!.add(GatewayServiceService, gatewayHandlers({ flow, router }));
+
+  const http = Fastify({
+    bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
+    logger: false,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("hex")}`;
+    },
+  });
+  http.addHook("onRequest", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
+  registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);
+  registerOpenAIRoutes(http, { flow, router });
+  registerAdminRoutes(http, { keys, adminKeyHash });
   let httpPort = 0;
 
+  // Shutdown order: stop intake (HTTP close waits for in-flight responses; gRPC drains via ServiceHost), then
+  // flush usage events, then close connections.
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
+  lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => stopWatching?.());
+  lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
+  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () => publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)));
+  lifecycle.onShutdown("clients: close", ShutdownPhase.CloseConnections, () => {
+    guard.close();
+    router.close();
+    cost.close();
+  });
   lifecycle.onShutdown("nats: drain", ShutdownPhase.CloseConnections, () => nc?.drain());
   lifecycle.onShutdown("redis: quit", ShutdownPhase.CloseConnections, async () => {
     await redis.quit();
   });
+
   return {
     host,
     http,
@@ -36,9 +119,22 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
       return httpPort;
     },
     async start() {
+      const catalogPath = resolve(config.MESH_CONFIG);
+      catalog = await loadCatalog(catalogPath);
+      stopWatching = watchCatalog(catalogPath, {
+        onChange: (c) => {
+          catalog = c;
+          logger.info({ models: c.models.length }, "catalog reloaded");
+        },
+        onError: (err) => logger.error({ err: err.message }, "catalog change rejected; keeping the previous one"),
+      });
       await redis.connect();
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-gateway", logger });
-      await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE", "LLM_JOBS", "LLM_DEADLETTER"]);
+      await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE", "LLM_BUDGET", "LLM_JOBS", "LLM_DEADLETTER"]);
+      const js = jetstream(nc);
+      publisher = new EventPublisher({ js, logger, name: "gateway-usage" });
+      usageSink = new JetStreamUsageSink(publisher, logger);
+      await budgets.start(js);
       await host.start();
       await http.listen({ host: config.GATEWAY_HOST, port: config.GATEWAY_HTTP_PORT });
       const addr = http.server.address();

@@ -1,0 +1,100 @@
+import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
+import type { BudgetThresholdCrossed } from "@tokenmesh/proto/events/v1/events";
+import { BudgetThresholdEvent, decodeEvent } from "@tokenmesh/events";
+import type { Logger } from "@tokenmesh/telemetry";
+import type { Redis } from "ioredis";
+import type { Budgets } from "../domain/ports.js";
+
+/** The Redis set in which the cost service lists scopes with a hard budget (`key:<id>`, `team:<t>`, `user:<u>`). */
+export const HARD_BUDGET_SCOPES_KEY = "cost:hard-scopes";
+
+function periodKey(period: string, now = new Date()): string {
+  const iso = now.toISOString();
+  return period === "day" ? iso.slice(0, 10) : iso.slice(0, 7);
+}
+
+/**
+ * What the gateway knows about budgets without a round trip per request:
+ * - soft budgets at 100 %, from `llm.budget.threshold.v1` (an ordered consumer per replica replays the stream at
+ *   start, so a new replica knows the current period's state); a block lapses when its period rolls over;
+ * - which scopes have a hard budget (refreshed from Redis every second), so only those requests call Reserve.
+ */
+export class BudgetView implements Budgets {
+  private readonly blockedUntil = new Map<string, { period: string; key: string }>();
+  private hard = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopConsumer: (() => Promise<void>) | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(js: JetStreamClient): Promise<void> {
+    await this.refreshHard();
+    this.timer = setInterval(() => void this.refreshHard(), 1_000);
+    this.timer.unref();
+    const consumer = await js.consumers.get(BudgetThresholdEvent.stream, {
+      filter_subjects: [BudgetThresholdEvent.subject],
+      deliver_policy: DeliverPolicy.All,
+    });
+    const messages = await consumer.consume();
+    this.stopConsumer = async () => {
+      await messages.close();
+    };
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          this.apply(decodeEvent(BudgetThresholdEvent, m.data));
+        } catch (err) {
+          this.logger.warn({ err }, "bad budget threshold event");
+        }
+      }
+    })();
+  }
+
+  /** Records a threshold crossing; only soft budgets reaching 100 % block here (hard ones are held by Reserve). */
+  apply(e: BudgetThresholdCrossed): void {
+    if (e.hard || e.threshold < 1) return;
+    if (e.periodKey !== periodKey(e.period)) return;
+    this.blockedUntil.set(`${e.scope}:${e.id}`, { period: e.period, key: e.periodKey });
+  }
+
+  /** Lifts a block at once (the budget was raised through this replica's admin API). */
+  unblock(scope: string, id: string): void {
+    this.blockedUntil.delete(`${scope}:${id}`);
+  }
+
+  private isBlocked(scope: string, id: string): boolean {
+    if (!id) return false;
+    const b = this.blockedUntil.get(`${scope}:${id}`);
+    if (!b) return false;
+    if (b.key !== periodKey(b.period)) {
+      this.blockedUntil.delete(`${scope}:${id}`);
+      return false;
+    }
+    return true;
+  }
+
+  blocked(keyId: string, team: string, user: string): boolean {
+    return this.isBlocked("key", keyId) || this.isBlocked("team", team) || this.isBlocked("user", user);
+  }
+
+  hasHard(keyId: string, team: string, user: string): boolean {
+    if (this.hard.size === 0) return false;
+    return this.hard.has(`key:${keyId}`) || (team !== "" && this.hard.has(`team:${team}`)) || (user !== "" && this.hard.has(`user:${user}`));
+  }
+
+  private async refreshHard(): Promise<void> {
+    try {
+      this.hard = new Set(await this.redis.smembers(HARD_BUDGET_SCOPES_KEY));
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, "cannot refresh hard budget scopes");
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.stopConsumer?.();
+  }
+}

@@ -1,0 +1,105 @@
+import type { Catalog } from "@tokenmesh/catalog";
+import type {
+  ChatChunk,
+  ChatMessage,
+  ChatRequest,
+  EmbedRequest,
+  EmbedResponse,
+  ModelInfo,
+} from "@tokenmesh/proto/common/v1/chat";
+import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import type { KeyRecord } from "./keys.js";
+
+/** The ports the gateway's flows need; adapters/ implements them over gRPC, Redis and NATS. */
+
+export interface InputVerdict {
+  action: "allow" | "redact" | "block";
+  messages: ChatMessage[];
+  ruleIds: string[];
+  reason: string;
+}
+
+/** One streaming output filter session (guard FilterOutput). */
+export interface OutputFilter {
+  /** Sends generated text of a choice; released text arrives through `onRelease`. */
+  write(index: number, text: string): void;
+  /** Releases everything held for a choice; resolves with that text once the guard has answered. */
+  flush(index: number): Promise<{ text: string; blocked: boolean; ruleIds: string[] }>;
+  /** Ends the session. */
+  close(): void;
+}
+
+export interface OutputRelease {
+  index: number;
+  text: string;
+  blocked: boolean;
+  ruleIds: string[];
+}
+
+export interface Guard {
+  checkInput(ctx: RequestContext, model: string, messages: ChatMessage[], signal: AbortSignal): Promise<InputVerdict>;
+  /** Opens an output filter; `onRelease` gets text the guard lets through (possibly held back and later). */
+  filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter;
+}
+
+export interface RouteEvent {
+  route?: { model: string; provider: string; cacheHit: boolean; attempts: number };
+  chunk?: ChatChunk;
+}
+
+export interface Router {
+  route(ctx: RequestContext, request: ChatRequest, signal: AbortSignal): AsyncIterable<RouteEvent>;
+  embed(
+    ctx: RequestContext,
+    request: EmbedRequest,
+    signal: AbortSignal,
+  ): Promise<{ response: EmbedResponse; model: string; provider: string }>;
+  listModels(signal: AbortSignal): Promise<ModelInfo[]>;
+}
+
+export interface Cost {
+  /** Holds the worst-case cost against hard budgets; returns "" when nothing was held. */
+  reserve(input: {
+    requestId: string;
+    keyId: string;
+    team: string;
+    user: string;
+    model: string;
+    inputTokens: number;
+    maxOutputTokens: number;
+  }): Promise<string>;
+  release(reservationId: string): Promise<void>;
+}
+
+export interface Budgets {
+  /** Whether a soft budget of the key, its team or user reached 100 % this period. */
+  blocked(keyId: string, team: string, user: string): boolean;
+  /** Whether any hard budget applies (only then is Reserve called). */
+  hasHard(keyId: string, team: string, user: string): boolean;
+}
+
+export interface KeyStore {
+  create(record: KeyRecord): Promise<void>;
+  list(): Promise<KeyRecord[]>;
+  get(id: string): Promise<KeyRecord | undefined>;
+  revoke(id: string): Promise<boolean>;
+  byHash(hash: string): Promise<KeyRecord | undefined>;
+}
+
+export interface RateLimiter {
+  acquire(
+    keyId: string,
+    limits: { rpm: number; tpm: number },
+    requestId: string,
+    estimate: number,
+  ): Promise<{ allowed: boolean; limitedBy: string; remainingRequests: number; remainingTokens: number; resetMs: number }>;
+  settle(keyId: string, requestId: string, estimate: number, actual: number): Promise<void>;
+}
+
+export interface UsageSink {
+  /** Accepts a usage event for publishing; never throws for a transient NATS problem (the outbox retries). */
+  record(event: UsageRecorded): void;
+}
+
+export type CatalogView = () => Catalog;

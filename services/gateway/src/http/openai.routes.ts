@@ -1,0 +1,116 @@
+import { AppError, toHttpError } from "@tokenmesh/runtime";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
+import type { Router } from "../domain/ports.js";
+import { metrics } from "../metrics.js";
+import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
+import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
+
+function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
+  if (!rate) return {};
+  const h: Record<string, string> = {};
+  const reset = `${Math.max(0, Math.ceil(rate.resetMs / 1000))}s`;
+  if (rate.limitRequests > 0) {
+    h["x-ratelimit-limit-requests"] = String(rate.limitRequests);
+    h["x-ratelimit-remaining-requests"] = String(rate.remainingRequests);
+    h["x-ratelimit-reset-requests"] = reset;
+  }
+  if (rate.limitTokens > 0) {
+    h["x-ratelimit-limit-tokens"] = String(rate.limitTokens);
+    h["x-ratelimit-remaining-tokens"] = String(rate.remainingTokens);
+    h["x-ratelimit-reset-tokens"] = reset;
+  }
+  return h;
+}
+
+function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } }, body: unknown): T {
+  if (body === undefined || body === null || typeof body !== "object") {
+    throw new AppError("INVALID_ARGUMENT", "The request body must be a JSON object.", { reason: "invalid_request" });
+  }
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const { message, param } = firstIssue(r.error);
+    throw new AppError("INVALID_ARGUMENT", message, { param, reason: "invalid_value" });
+  }
+  return r.data;
+}
+
+/** Aborts when the client goes away before the response is complete. */
+function clientGone(req: FastifyRequest, reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) ac.abort(new AppError("CANCELLED", "client closed the connection"));
+  });
+  return ac.signal;
+}
+
+/** The OpenAI-compatible API: chat completions (JSON and SSE), embeddings, models. */
+export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlow; router: Router }): void {
+  const { flow } = deps;
+
+  app.post("/v1/chat/completions", async (req, reply) => {
+    const body = parse(ChatCompletionBody, req.body);
+    const request = toChatRequest(body);
+    const signal = clientGone(req, reply);
+    const call = { authorization: req.headers.authorization, requestId: req.id, request, signal, endpoint: "chat" as const };
+    if (!request.stream) {
+      const { response, rate } = await flow.complete(call);
+      metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
+      return reply.headers(rateHeaders(rate)).send(toOpenAICompletion(response));
+    }
+    const started = await flow.start(call);
+    const includeUsage = request.streamOptions?.includeUsage === true;
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-request-id": req.id,
+      ...rateHeaders(started.rate),
+    });
+    try {
+      for await (const chunk of started.chunks) {
+        if (chunk.choices.length === 0 && !includeUsage) continue;
+        raw.write(`data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`);
+      }
+      raw.end("data: [DONE]\n\n");
+      metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
+    } catch (err) {
+      // The status line is gone: end with an error event and no [DONE], so clients see a failed stream.
+      const mapped = toHttpError(err, req.id);
+      if (!raw.destroyed) raw.end(`data: ${JSON.stringify(mapped.body)}\n\n`);
+      metrics.requests.inc({ api: "http", endpoint: "chat", status: "stream_error" });
+    }
+  });
+
+  app.post("/v1/embeddings", async (req, reply) => {
+    const body = parse(EmbeddingsBody, req.body);
+    const signal = clientGone(req, reply);
+    const { response, rate } = await flow.embed({
+      authorization: req.headers.authorization,
+      requestId: req.id,
+      signal,
+      request: {
+        model: body.model,
+        input: typeof body.input === "string" ? [body.input] : body.input,
+        user: body.user ?? "",
+        ...(body.dimensions !== undefined ? { dimensions: body.dimensions } : {}),
+      },
+    });
+    metrics.requests.inc({ api: "http", endpoint: "embeddings", status: "200" });
+    return reply.headers(rateHeaders(rate)).send(toOpenAIEmbeddings(response, body.encoding_format));
+  });
+
+  app.get("/v1/models", async (req, reply) => {
+    const principal = await flow.authenticate(req.headers.authorization);
+    const models = await deps.router.listModels(AbortSignal.timeout(5_000));
+    const allowed = principal.admin || principal.models.length === 0
+      ? models
+      : models.filter((m) => principal.models.includes(m.id) || m.aliases.some((a) => principal.models.includes(a)));
+    return reply.send({
+      object: "list",
+      data: allowed.map((m) => ({ id: m.id, object: "model", created: 0, owned_by: m.ownedBy || m.engine })),
+    });
+  });
+}
