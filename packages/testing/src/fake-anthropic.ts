@@ -46,8 +46,15 @@ let seq = 0;
 const nextId = (prefix: string): string => `${prefix}${(++seq).toString(36).padStart(8, "0")}`;
 
 function errorJson(status: number, b: FakeBehavior, fallbackMessage?: string): string {
-  const known = ANTHROPIC_ERRORS[status] ?? { type: status >= 500 ? "api_error" : "invalid_request_error", message: `Error ${status}` };
-  return JSON.stringify({ type: "error", error: { type: known.type, message: b.errorMessage ?? fallbackMessage ?? known.message }, request_id: nextId("req_fake") });
+  const known = ANTHROPIC_ERRORS[status] ?? {
+    type: status >= 500 ? "api_error" : "invalid_request_error",
+    message: `Error ${status}`,
+  };
+  return JSON.stringify({
+    type: "error",
+    error: { type: known.type, message: b.errorMessage ?? fallbackMessage ?? known.message },
+    request_id: nextId("req_fake"),
+  });
 }
 
 function sendError(res: ServerResponse, status: number, b: FakeBehavior, fallbackMessage?: string): void {
@@ -93,12 +100,14 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
   await sleep(b.firstByteDelayMs);
   if (!ctx.alive()) return;
   if (apiKey !== undefined && req.headers["x-api-key"] !== apiKey) return sendError(res, 401, {});
-  if (req.headers["anthropic-version"] === undefined) return sendError(res, 400, {}, "anthropic-version: header is required");
+  if (req.headers["anthropic-version"] === undefined)
+    return sendError(res, 400, {}, "anthropic-version: header is required");
   const body = ctx.body as Record<string, unknown> | undefined;
   if (req.method !== "POST" || (!path.endsWith("/v1/messages") && !path.endsWith("/v1/messages/count_tokens"))) {
     return sendError(res, 404, {}, `Not found: ${path}`);
   }
-  if (body === undefined || typeof body !== "object") return sendError(res, 400, {}, "There was an error parsing the body of your request.");
+  if (body === undefined || typeof body !== "object")
+    return sendError(res, 400, {}, "There was an error parsing the body of your request.");
   const model = typeof body.model === "string" ? body.model : "";
   const messages = (Array.isArray(body.messages) ? body.messages : []) as Msg[];
   const totalInput = inputWords(body.system, messages);
@@ -108,7 +117,8 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
     return;
   }
   const stream = body.stream === true;
-  if (b.errorStatus !== undefined && (b.streamErrorAfterChunks === undefined || !stream)) return sendError(res, b.errorStatus, b);
+  if (b.errorStatus !== undefined && (b.streamErrorAfterChunks === undefined || !stream))
+    return sendError(res, b.errorStatus, b);
   if (typeof body.max_tokens !== "number") return sendError(res, 400, {}, "max_tokens: Field required");
 
   let lastUser = "";
@@ -119,13 +129,22 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
     const results = last.content.filter((x) => x.type === "tool_result");
     if (results.length > 0) toolResult = blocksText(results[results.length - 1]!.content);
   }
-  const tools: FakeTool[] = (Array.isArray(body.tools) ? body.tools : []).map((t: { name?: string; input_schema?: unknown }) => ({
-    name: t.name ?? "",
-    parameters: t.input_schema,
-  }));
+  const tools: FakeTool[] = (Array.isArray(body.tools) ? body.tools : []).map(
+    (t: { name?: string; input_schema?: unknown }) => ({
+      name: t.name ?? "",
+      parameters: t.input_schema,
+    }),
+  );
   const tc = body.tool_choice as { type?: string; name?: string } | undefined;
   const forced = tc?.type === "any" ? "" : tc?.type === "tool" ? (tc.name ?? "") : undefined;
-  const answer = planAnswer(tc?.type === "none" ? { ...b, toolCall: false } : b, lastUser, tools, forced, toolResult, "toolu_fake");
+  const answer = planAnswer(
+    tc?.type === "none" ? { ...b, toolCall: false } : b,
+    lastUser,
+    tools,
+    forced,
+    toolResult,
+    "toolu_fake",
+  );
 
   const stop = Array.isArray(body.stop_sequences) ? (body.stop_sequences as string[]) : [];
   let pieces: string[];
@@ -134,7 +153,8 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
   if (answer.kind === "text") {
     const limited = applyLimits(splitWords(answer.text), stop, body.max_tokens);
     pieces = limited.pieces;
-    stopReason = limited.stopped === "length" ? "max_tokens" : limited.stopped === "stop" ? "stop_sequence" : "end_turn";
+    stopReason =
+      limited.stopped === "length" ? "max_tokens" : limited.stopped === "stop" ? "stop_sequence" : "end_turn";
     if (limited.stopped === "stop") stopSequence = limited.sequence ?? null;
   } else {
     pieces = splitArguments(answer.arguments);
@@ -159,7 +179,16 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
       answer.kind === "text"
         ? [{ type: "text", text: pieces.join("") }]
         : [{ type: "tool_use", id: answer.id, name: answer.name, input: JSON.parse(answer.arguments) as unknown }];
-    const json = JSON.stringify({ id, type: "message", role: "assistant", model: baseModel, content, stop_reason: stopReason, stop_sequence: stopSequence, usage });
+    const json = JSON.stringify({
+      id,
+      type: "message",
+      role: "assistant",
+      model: baseModel,
+      content,
+      stop_reason: stopReason,
+      stop_sequence: stopSequence,
+      usage,
+    });
     if (!ctx.alive()) return;
     if (b.cutAfterChunks !== undefined) {
       res.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(json)) });
@@ -187,16 +216,35 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
     }),
   ];
   if (answer.kind === "text") {
-    events.push(event("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }));
+    events.push(
+      event("content_block_start", {
+        type: "content_block_start",
+        index: 0,
+        content_block: { type: "text", text: "" },
+      }),
+    );
     events.push(event("ping", { type: "ping" }));
-    for (const p of pieces) events.push(event("content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: p } }));
+    for (const p of pieces)
+      events.push(
+        event("content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: p } }),
+      );
   } else {
     events.push(
-      event("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "tool_use", id: answer.id, name: answer.name, input: {} } }),
+      event("content_block_start", {
+        type: "content_block_start",
+        index: 0,
+        content_block: { type: "tool_use", id: answer.id, name: answer.name, input: {} },
+      }),
     );
     events.push(event("ping", { type: "ping" }));
     for (const p of pieces) {
-      events.push(event("content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: p } }));
+      events.push(
+        event("content_block_delta", {
+          type: "content_block_delta",
+          index: 0,
+          delta: { type: "input_json_delta", partial_json: p },
+        }),
+      );
     }
   }
   events.push(event("content_block_stop", { type: "content_block_stop", index: 0 }));
@@ -213,6 +261,10 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
   res.flushHeaders();
   for (let i = 0; i < events.length; i++) {
     if (b.cutAfterChunks !== undefined && i >= b.cutAfterChunks) return ctx.cut();
+    if (b.truncateAfterChunks !== undefined && i >= b.truncateAfterChunks) {
+      res.end();
+      return;
+    }
     if (b.streamErrorAfterChunks !== undefined && i >= b.streamErrorAfterChunks) {
       await ctx.write(`event: error\ndata: ${errorJson(b.errorStatus ?? 529, b)}\n\n`);
       res.end();

@@ -44,6 +44,8 @@ export interface FakeBehavior {
   chunkDelayMs?: number;
   /** Destroy the socket after this many streamed events, without the terminator (non-streamed: mid-body). */
   cutAfterChunks?: number;
+  /** End the response cleanly after this many streamed events, without the terminator (a proxy cutting short). */
+  truncateAfterChunks?: number;
   /**
    * Send the provider's in-stream error event after this many events, then end the stream (streamed requests
    * only; `errorStatus` then picks the error's type, default 500 / Anthropic 529 overloaded).
@@ -63,6 +65,8 @@ export interface RecordedRequest {
   headers: IncomingHttpHeaders;
   /** The JSON body, parsed; undefined when empty or not JSON. */
   body: unknown;
+  /** The client's port: equal for requests sent over one keep-alive connection. */
+  remotePort: number;
   /**
    * Settles when the exchange ends: "finished" when the whole response was sent, "aborted" when the client closed
    * the connection first (e.g. the caller cancelled), "cut" when the fake cut it on purpose.
@@ -99,7 +103,7 @@ export interface FakeUpstreamOptions {
 
 /**
  * Reads behaviour directives from a model name: the part before the first "+" is the name, then any of
- * `tool`, `notool`, `error-<status>`, `retry-<seconds>`, `slow-<ms per chunk>`, `ttfb-<ms>`, `cut-<events>`,
+ * `tool`, `notool`, `error-<status>`, `retry-<seconds>`, `slow-<ms per chunk>`, `ttfb-<ms>`, `cut-<events>`, `truncate-<events>`,
  * `stream-error-<events>`, `cached-<tokens>`, `cache-write-<tokens>`. Unknown directives are ignored.
  */
 export function parseModelDirectives(model: string): FakeBehavior {
@@ -129,6 +133,9 @@ export function parseModelDirectives(model: string): FakeBehavior {
         case "cut":
           out.cutAfterChunks = n;
           break;
+        case "truncate":
+          out.truncateAfterChunks = n;
+          break;
         case "stream-error":
           out.streamErrorAfterChunks = n;
           break;
@@ -145,7 +152,11 @@ export function parseModelDirectives(model: string): FakeBehavior {
 }
 
 /** The behaviour for one request: server-wide, then model directives, then the `x-fake-behavior` header. */
-export function resolveBehavior(base: FakeBehavior, model: unknown, header: string | string[] | undefined): FakeBehavior {
+export function resolveBehavior(
+  base: FakeBehavior,
+  model: unknown,
+  header: string | string[] | undefined,
+): FakeBehavior {
   let b = base;
   if (typeof model === "string" && model.includes("+")) b = { ...b, ...parseModelDirectives(model) };
   const h = Array.isArray(header) ? header[0] : header;
@@ -201,7 +212,8 @@ let callSeq = 0;
 
 /** Example arguments for a JSON schema: strings "test", numbers 1, booleans true, enums their first value. */
 function exampleArguments(schema: unknown): string {
-  const props = (schema as { properties?: Record<string, { type?: unknown; enum?: unknown[] }> } | undefined)?.properties;
+  const props = (schema as { properties?: Record<string, { type?: unknown; enum?: unknown[] }> } | undefined)
+    ?.properties;
   const args: Record<string, unknown> = {};
   for (const [name, p] of Object.entries(props ?? {})) {
     if (Array.isArray(p.enum) && p.enum.length > 0) args[name] = p.enum[0];
@@ -236,7 +248,9 @@ export function planAnswer(
     }
   }
   if (!wantTool) {
-    const text = b.text ?? (toolResult !== undefined ? `Tool result: ${toolResult}` : lastUserText.trim() === "" ? "OK" : lastUserText);
+    const text =
+      b.text ??
+      (toolResult !== undefined ? `Tool result: ${toolResult}` : lastUserText.trim() === "" ? "OK" : lastUserText);
     return { kind: "text", text };
   }
   const lower = lastUserText.toLowerCase();
@@ -253,7 +267,11 @@ export function planAnswer(
 }
 
 /** Truncates text pieces at the first stop sequence (or max tokens); tells which, if any, applied. */
-export function applyLimits(pieces: string[], stop: string[], maxTokens: number | undefined): { pieces: string[]; stopped: "stop" | "length" | undefined; sequence?: string } {
+export function applyLimits(
+  pieces: string[],
+  stop: string[],
+  maxTokens: number | undefined,
+): { pieces: string[]; stopped: "stop" | "length" | undefined; sequence?: string } {
   if (stop.length > 0) {
     let acc = "";
     for (let i = 0; i < pieces.length; i++) {
@@ -273,8 +291,12 @@ export function applyLimits(pieces: string[], stop: string[], maxTokens: number 
   return limitLength(pieces, maxTokens) ?? { pieces, stopped: undefined };
 }
 
-function limitLength(pieces: string[], maxTokens: number | undefined): { pieces: string[]; stopped: "length" } | undefined {
-  if (maxTokens !== undefined && maxTokens >= 0 && pieces.length > maxTokens) return { pieces: pieces.slice(0, maxTokens), stopped: "length" };
+function limitLength(
+  pieces: string[],
+  maxTokens: number | undefined,
+): { pieces: string[]; stopped: "length" } | undefined {
+  if (maxTokens !== undefined && maxTokens >= 0 && pieces.length > maxTokens)
+    return { pieces: pieces.slice(0, maxTokens), stopped: "length" };
   return undefined;
 }
 
@@ -321,7 +343,15 @@ export async function startFakeServer(
         gone = true;
         settle(cutOnPurpose ? "cut" : res.writableFinished ? "finished" : "aborted");
       });
-      if (record) requests.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body, closed });
+      if (record)
+        requests.push({
+          method: req.method ?? "",
+          path: req.url ?? "",
+          headers: req.headers,
+          body,
+          remotePort: req.socket.remotePort ?? 0,
+          closed,
+        });
       const ctx: FakeContext = {
         req,
         res,
@@ -368,7 +398,11 @@ export async function startFakeServer(
 }
 
 /** The `content-type` and, for SSE, the headers providers send with a stream. */
-export const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" };
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  connection: "keep-alive",
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // OpenAI.
@@ -378,7 +412,9 @@ type OpenAIMsg = { role?: string; content?: unknown; tool_calls?: Array<{ functi
 function openAIText(content: unknown): string {
   if (typeof content === "string") return content;
   if (Array.isArray(content)) {
-    return content.map((p: { type?: string; text?: string }) => (p.type === "text" && typeof p.text === "string" ? p.text : "")).join("");
+    return content
+      .map((p: { type?: string; text?: string }) => (p.type === "text" && typeof p.text === "string" ? p.text : ""))
+      .join("");
   }
   return "";
 }
@@ -386,19 +422,40 @@ function openAIText(content: unknown): string {
 const OPENAI_ERRORS: Record<number, { message: string; type: string; code: string | null }> = {
   400: { message: "Invalid request.", type: "invalid_request_error", code: null },
   401: {
-    message: "Incorrect API key provided: sk-fake***. You can find your API key at https://platform.openai.com/account/api-keys.",
+    message:
+      "Incorrect API key provided: sk-fake***. You can find your API key at https://platform.openai.com/account/api-keys.",
     type: "invalid_request_error",
     code: "invalid_api_key",
   },
-  403: { message: "You are not allowed to access this model.", type: "invalid_request_error", code: "unsupported_country_region_territory" },
-  404: { message: "The model does not exist or you do not have access to it.", type: "invalid_request_error", code: "model_not_found" },
-  429: { message: "Rate limit reached for requests. Please try again in 1s.", type: "requests", code: "rate_limit_exceeded" },
-  500: { message: "The server had an error while processing your request. Sorry about that!", type: "server_error", code: null },
+  403: {
+    message: "You are not allowed to access this model.",
+    type: "invalid_request_error",
+    code: "unsupported_country_region_territory",
+  },
+  404: {
+    message: "The model does not exist or you do not have access to it.",
+    type: "invalid_request_error",
+    code: "model_not_found",
+  },
+  429: {
+    message: "Rate limit reached for requests. Please try again in 1s.",
+    type: "requests",
+    code: "rate_limit_exceeded",
+  },
+  500: {
+    message: "The server had an error while processing your request. Sorry about that!",
+    type: "server_error",
+    code: null,
+  },
   503: { message: "The engine is currently overloaded, please try again later.", type: "server_error", code: null },
 };
 
 function sendOpenAIError(res: ServerResponse, status: number, b: FakeBehavior, model?: string): void {
-  const known = OPENAI_ERRORS[status] ?? { message: `Error ${status}.`, type: status >= 500 ? "server_error" : "invalid_request_error", code: null };
+  const known = OPENAI_ERRORS[status] ?? {
+    message: `Error ${status}.`,
+    type: status >= 500 ? "server_error" : "invalid_request_error",
+    code: null,
+  };
   let message = b.errorMessage ?? known.message;
   if (status === 404 && b.errorMessage === undefined && model !== undefined) {
     message = `The model \`${model}\` does not exist or you do not have access to it.`;
@@ -436,7 +493,12 @@ async function handleOpenAI(ctx: FakeContext, b: FakeBehavior, apiKey: string | 
   if (!ctx.alive()) return;
   if (req.method === "GET" && path.endsWith("/models")) {
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ object: "list", data: [{ id: "fake-model", object: "model", created: 1700000000, owned_by: "tokenmesh-fake" }] }));
+    res.end(
+      JSON.stringify({
+        object: "list",
+        data: [{ id: "fake-model", object: "model", created: 1700000000, owned_by: "tokenmesh-fake" }],
+      }),
+    );
     return;
   }
   if (apiKey !== undefined && req.headers.authorization !== `Bearer ${apiKey}`) return sendOpenAIError(res, 401, {});
@@ -457,20 +519,34 @@ async function handleOpenAI(ctx: FakeContext, b: FakeBehavior, apiKey: string | 
 }
 
 async function openAIEmbeddings(ctx: FakeContext, body: Record<string, unknown>, model: string): Promise<void> {
-  const inputs = typeof body.input === "string" ? [body.input] : Array.isArray(body.input) ? body.input.map((x) => (typeof x === "string" ? x : JSON.stringify(x))) : [];
+  const inputs =
+    typeof body.input === "string"
+      ? [body.input]
+      : Array.isArray(body.input)
+        ? body.input.map((x) => (typeof x === "string" ? x : JSON.stringify(x)))
+        : [];
   const dims = typeof body.dimensions === "number" && body.dimensions > 0 ? body.dimensions : 8;
   const base64 = body.encoding_format === "base64";
   let tokens = 0;
   const data = inputs.map((text, index) => {
     tokens += countWords(text);
     const vector = fakeEmbedding(text, dims);
-    return { object: "embedding", index, embedding: base64 ? Buffer.from(new Float32Array(vector).buffer).toString("base64") : vector };
+    return {
+      object: "embedding",
+      index,
+      embedding: base64 ? Buffer.from(new Float32Array(vector).buffer).toString("base64") : vector,
+    };
   });
   ctx.res.writeHead(200, { "content-type": "application/json" });
   ctx.res.end(JSON.stringify({ object: "list", data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } }));
 }
 
-async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string, unknown>, model: string): Promise<void> {
+async function openAIChat(
+  ctx: FakeContext,
+  b: FakeBehavior,
+  body: Record<string, unknown>,
+  model: string,
+): Promise<void> {
   const { res } = ctx;
   const messages = (Array.isArray(body.messages) ? body.messages : []) as OpenAIMsg[];
   let inputTokens = 0;
@@ -483,16 +559,26 @@ async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string
   }
   const last = messages[messages.length - 1];
   const toolResult = last?.role === "tool" ? openAIText(last.content) : undefined;
-  const tools: FakeTool[] = (Array.isArray(body.tools) ? body.tools : []).map((t: { function?: { name?: string; parameters?: unknown } }) => ({
-    name: t.function?.name ?? "",
-    parameters: t.function?.parameters,
-  }));
+  const tools: FakeTool[] = (Array.isArray(body.tools) ? body.tools : []).map(
+    (t: { function?: { name?: string; parameters?: unknown } }) => ({
+      name: t.function?.name ?? "",
+      parameters: t.function?.parameters,
+    }),
+  );
   const tc = body.tool_choice as string | { function?: { name?: string } } | undefined;
   const forced = tc === "required" ? "" : typeof tc === "object" && tc !== null ? (tc.function?.name ?? "") : undefined;
-  const answer = tc === "none" ? planAnswer({ ...b, toolCall: false }, lastUser, tools, undefined, toolResult, "call_") : planAnswer(b, lastUser, tools, forced, toolResult, "call_");
+  const answer =
+    tc === "none"
+      ? planAnswer({ ...b, toolCall: false }, lastUser, tools, undefined, toolResult, "call_")
+      : planAnswer(b, lastUser, tools, forced, toolResult, "call_");
 
   const stop = typeof body.stop === "string" ? [body.stop] : Array.isArray(body.stop) ? (body.stop as string[]) : [];
-  const maxTokens = typeof body.max_tokens === "number" ? body.max_tokens : typeof body.max_completion_tokens === "number" ? body.max_completion_tokens : undefined;
+  const maxTokens =
+    typeof body.max_tokens === "number"
+      ? body.max_tokens
+      : typeof body.max_completion_tokens === "number"
+        ? body.max_completion_tokens
+        : undefined;
   const n = typeof body.n === "number" && body.n > 1 ? body.n : 1;
 
   let pieces: string[];
@@ -512,7 +598,12 @@ async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string
     completion_tokens: outputTokens,
     total_tokens: inputTokens + outputTokens,
     prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
   const id = `chatcmpl-fake${(++callSeq).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
@@ -528,11 +619,22 @@ async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string
             content: null,
             refusal: null,
             annotations: [],
-            tool_calls: [{ id: answer.id, type: "function", function: { name: answer.name, arguments: answer.arguments } }],
+            tool_calls: [
+              { id: answer.id, type: "function", function: { name: answer.name, arguments: answer.arguments } },
+            ],
           };
     const choices = [];
     for (let i = 0; i < n; i++) choices.push({ index: i, message, logprobs: null, finish_reason: finish });
-    const json = JSON.stringify({ id, object: "chat.completion", created, model: baseModel, choices, usage, service_tier: "default", system_fingerprint: "fp_fake" });
+    const json = JSON.stringify({
+      id,
+      object: "chat.completion",
+      created,
+      model: baseModel,
+      choices,
+      usage,
+      service_tier: "default",
+      system_fingerprint: "fp_fake",
+    });
     if (!ctx.alive()) return;
     if (b.cutAfterChunks !== undefined) {
       res.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(json)) });
@@ -561,7 +663,8 @@ async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string
           null,
         ),
       );
-      for (const p of pieces) events.push(choice(`{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(p)}}}]}`, null));
+      for (const p of pieces)
+        events.push(choice(`{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(p)}}}]}`, null));
     }
     events.push(choice("{}", finish));
   }
@@ -574,10 +677,16 @@ async function openAIChat(ctx: FakeContext, b: FakeBehavior, body: Record<string
   res.flushHeaders();
   for (let i = 0; i < events.length; i++) {
     if (b.cutAfterChunks !== undefined && i >= b.cutAfterChunks) return ctx.cut();
+    if (b.truncateAfterChunks !== undefined && i >= b.truncateAfterChunks) {
+      res.end();
+      return;
+    }
     if (b.streamErrorAfterChunks !== undefined && i >= b.streamErrorAfterChunks) {
       const status = b.errorStatus ?? 500;
       const known = OPENAI_ERRORS[status] ?? OPENAI_ERRORS[500]!;
-      await ctx.write(`data: ${JSON.stringify({ error: { message: b.errorMessage ?? known.message, type: known.type, param: null, code: known.code } })}\n\n`);
+      await ctx.write(
+        `data: ${JSON.stringify({ error: { message: b.errorMessage ?? known.message, type: known.type, param: null, code: known.code } })}\n\n`,
+      );
       res.end();
       return;
     }

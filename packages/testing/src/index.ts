@@ -36,3 +36,13 @@ export {
   type ServicePorts,
   serviceLifecycleSuite,
 } from "./lifecycle.js";
+export {
+  type FakeBehavior,
+  type FakeUpstream,
+  type FakeUpstreamOptions,
+  fakeEmbedding,
+  parseModelDirectives,
+  type RecordedRequest,
+  startFakeOpenAI,
+} from "./fake-openai.js";
+export { startFakeAnthropic } from "./fake-anthropic.js";

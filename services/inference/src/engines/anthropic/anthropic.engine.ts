@@ -1,0 +1,136 @@
+import type { AnthropicModelEntry, ModelEntry } from "@tokenmesh/catalog";
+import type { ChatChunk, ChatMessage, EmbedResponse } from "@tokenmesh/proto/common/v1/chat";
+import { AppError } from "@tokenmesh/runtime";
+import type { EmbedCall, Engine, GenerateCall, ModelStatus, TokenCount } from "../engine.js";
+import { nowSeconds, usageChunk } from "../http/chunks.js";
+import { malformedError } from "../http/errors.js";
+import { estimateMessageTokens } from "../http/estimate.js";
+import { UpstreamHttpClient } from "../http/http-client.js";
+import type { GetSecret } from "../http/secrets.js";
+import { readSse } from "../http/sse.js";
+import {
+  joinUrl,
+  requireKey,
+  resolveGetSecret,
+  type UpstreamEngineOptions,
+  upstreamStatus,
+} from "../http/upstream-options.js";
+import { fromAnthropicMessage, mapUsage, toAnthropicRequest } from "./anthropic.mapping.js";
+import { AnthropicStreamTranslator } from "./anthropic.stream.js";
+import type { AnthropicResponseMessage, AnthropicStreamEvent } from "./anthropic.types.js";
+
+const PROVIDER = "Anthropic upstream";
+
+function asAnthropic(model: ModelEntry): AnthropicModelEntry {
+  if (model.engine !== "anthropic") {
+    throw new AppError("INTERNAL", `model ${model.id} (engine ${model.engine}) was sent to the anthropic engine`, {
+      retryable: false,
+    });
+  }
+  return model;
+}
+
+/**
+ * Runs Anthropic models through the Messages API (`x-api-key`, `anthropic-version` from the entry). Non-streaming
+ * requests call without streaming and surface the message as one chunk; streaming requests translate Anthropic's
+ * events (see AnthropicStreamTranslator). The last chunk carries usage and no choices. A stream that ends before
+ * `message_stop` throws UNAVAILABLE; 529 (overloaded) is UNAVAILABLE, retryable. Anthropic has no embeddings.
+ */
+export class AnthropicEngine implements Engine {
+  readonly kind = "anthropic" as const;
+  private readonly http: UpstreamHttpClient;
+  private readonly ownsHttp: boolean;
+  private readonly getSecret: GetSecret;
+
+  constructor(options: UpstreamEngineOptions = {}) {
+    this.http = options.http ?? new UpstreamHttpClient();
+    this.ownsHttp = options.http === undefined;
+    this.getSecret = resolveGetSecret(options);
+  }
+
+  async *generate(call: GenerateCall): AsyncGenerator<ChatChunk> {
+    const entry = asAnthropic(call.model);
+    const stream = call.request.stream;
+    const key = requireKey(entry, this.getSecret);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: stream ? "text/event-stream" : "application/json",
+      "anthropic-version": entry.anthropic_version,
+    };
+    if (key !== undefined) headers["x-api-key"] = key;
+    const body = JSON.stringify(toAnthropicRequest(entry, call.request, stream));
+    const exchange = await this.http.post({
+      provider: PROVIDER,
+      url: joinUrl(entry.base_url, "/v1/messages"),
+      headers: { ...headers, ...entry.headers },
+      body,
+      signal: call.signal,
+      timeoutMs: entry.timeout_ms,
+    });
+    const created = nowSeconds();
+    let t: AnthropicStreamTranslator | undefined;
+    try {
+      if (!stream) {
+        const msg = await exchange.json<AnthropicResponseMessage & { type?: string }>(PROVIDER);
+        const chunk = fromAnthropicMessage(msg, entry.upstream_model, created);
+        yield chunk;
+        yield usageChunk(chunk.id, created, chunk.model, mapUsage(msg.usage ?? {}));
+        return;
+      }
+      t = new AnthropicStreamTranslator(entry.upstream_model, created, PROVIDER);
+      for await (const event of readSse(exchange.chunks())) {
+        // Anything after message_stop is read only so the connection ends cleanly and can be reused.
+        if (t.done) continue;
+        let json: AnthropicStreamEvent;
+        try {
+          json = JSON.parse(event.data) as AnthropicStreamEvent;
+        } catch (err) {
+          throw malformedError(PROVIDER, "sent a stream event that is not JSON", err);
+        }
+        // The `event:` line and the data's `type` agree; the line wins should a proxy strip the field.
+        if (event.event !== "" && json.type === undefined) json.type = event.event;
+        const chunk = t.onEvent(json);
+        if (chunk !== undefined) yield chunk;
+        if (t.done) yield usageChunk(t.id, created, t.model, t.finalUsage());
+      }
+      if (!t.done) throw malformedError(PROVIDER, "stream ended before message_stop");
+    } catch (err) {
+      // After message_stop the answer is complete and delivered: a failure while draining is not the caller's.
+      if (t?.done) return;
+      throw exchange.error(err);
+    } finally {
+      exchange.dispose();
+    }
+  }
+
+  /** Always INVALID_ARGUMENT: Anthropic offers no embeddings. */
+  async embed(call: EmbedCall): Promise<EmbedResponse> {
+    throw new AppError(
+      "INVALID_ARGUMENT",
+      `model ${call.model.id} is an Anthropic model, and Anthropic has no embeddings API`,
+      {
+        param: "model",
+        retryable: false,
+      },
+    );
+  }
+
+  /** Estimated (chars / 4), without a network call. */
+  async countTokens(_model: ModelEntry, messages: ChatMessage[]): Promise<TokenCount> {
+    return { tokens: estimateMessageTokens(messages), exact: false };
+  }
+
+  /** Checks the key env var is set (FAILED_PRECONDITION otherwise); makes no network call. */
+  async load(model: ModelEntry): Promise<void> {
+    requireKey(asAnthropic(model), this.getSecret);
+  }
+
+  status(model: ModelEntry): ModelStatus {
+    return upstreamStatus(asAnthropic(model), this.getSecret);
+  }
+
+  /** Closes the engine's own connection pools (not a shared client passed in options). */
+  async close(): Promise<void> {
+    if (this.ownsHttp) await this.http.close();
+  }
+}
