@@ -1,0 +1,57 @@
+/**
+ * A single-consumer queue between a producer task and an async iterator.
+ *
+ * The producer never waits for the consumer: generation runs at model speed and frees its slot on time even when
+ * the consumer is slow or has gone away. Buffering is bounded by the producer (max_tokens chunks at most).
+ */
+export class ChunkChannel<T> {
+  private readonly items: T[] = [];
+  private done = false;
+  private error: unknown = undefined;
+  private failed = false;
+  private wake: (() => void) | undefined;
+
+  push(item: T): void {
+    if (this.done) return;
+    this.items.push(item);
+    this.notify();
+  }
+
+  /** Ends the stream normally after the buffered items. */
+  end(): void {
+    this.done = true;
+    this.notify();
+  }
+
+  /** Ends the stream with an error, thrown to the consumer after the buffered items. */
+  fail(err: unknown): void {
+    if (this.done) return;
+    this.failed = true;
+    this.error = err;
+    this.done = true;
+    this.notify();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
+    for (;;) {
+      const item = this.items.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      if (this.done) {
+        if (this.failed) throw this.error;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
