@@ -48,10 +48,10 @@ export const clientInterceptor: Interceptor = (options, nextCall): InterceptingC
   );
   const started = performance.now();
   return new InterceptingCallImpl(nextCall(options), {
-    start(metadata, listener, next) {
+    start(metadata, _listener, next) {
       propagation.inject(trace.setSpan(parent, span), metadata, { set: (md, k, v) => md.set(k, v) });
+      // A partial listener: grpc-js fills in the rest and passes `nextStatus` to this one.
       next(metadata, {
-        ...listener,
         onReceiveStatus(st, nextStatus) {
           const code = statusName(st.code);
           rpcMetrics.clientHandled.inc({ service, method, code });

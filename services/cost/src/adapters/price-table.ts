@@ -1,0 +1,71 @@
+import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
+import type { Logger } from "@tokenmesh/telemetry";
+import type { Price } from "../domain/pricing.js";
+
+/** A model's price and output cap, as the catalog states them. */
+export interface ModelPricing {
+  price: Price;
+  maxOutputTokens: number;
+}
+
+/** Looks up prices by model id or alias. */
+export interface PriceTable {
+  /** Undefined when the catalog does not know the model. */
+  lookup(model: string): ModelPricing | undefined;
+}
+
+/** A price table over a fixed list of models (tests, benchmarks). */
+export function staticPriceTable(models: Record<string, ModelPricing>): PriceTable {
+  return { lookup: (model) => models[model] };
+}
+
+function fromCatalog(catalog: Catalog): Map<string, ModelPricing> {
+  const byName = new Map<string, ModelPricing>();
+  for (const m of catalog.models) {
+    const pricing: ModelPricing = {
+      price: {
+        inputPerMtok: m.price.input_per_mtok,
+        outputPerMtok: m.price.output_per_mtok,
+        cachedInputPerMtok: m.price.cached_input_per_mtok,
+      },
+      maxOutputTokens: m.max_output_tokens,
+    };
+    for (const name of [m.id, ...m.aliases]) byName.set(name, pricing);
+  }
+  return byName;
+}
+
+/**
+ * Prices from the catalog file (MESH_CONFIG), reloaded when the file changes; an invalid edit is logged and the
+ * previous prices stay in force. A price change applies to events priced after the reload (events already in
+ * the ledger keep the price they were recorded at).
+ */
+export class CatalogPriceTable implements PriceTable {
+  private byName = new Map<string, ModelPricing>();
+  private stopWatching: (() => void) | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Loads the catalog (throws CatalogError when it is invalid) and starts watching it. */
+  async start(): Promise<void> {
+    this.byName = fromCatalog(await loadCatalog(this.path));
+    this.stopWatching = watchCatalog(this.path, {
+      onChange: (catalog) => {
+        this.byName = fromCatalog(catalog);
+        this.logger.info({ models: catalog.models.length }, "catalog reloaded; prices updated");
+      },
+      onError: (err) => this.logger.error({ err: err.message }, "catalog reload failed; keeping previous prices"),
+    });
+  }
+
+  stop(): void {
+    this.stopWatching?.();
+  }
+
+  lookup(model: string): ModelPricing | undefined {
+    return this.byName.get(model);
+  }
+}

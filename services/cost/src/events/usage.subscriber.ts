@@ -1,0 +1,99 @@
+import {
+  consumeEvents,
+  type Delivery,
+  type EventConsumer,
+  type EventPublisher,
+  type JetStreamClient,
+  type JetStreamManager,
+  UsageRecordedEvent,
+} from "@tokenmesh/events";
+import type { Logger } from "@tokenmesh/telemetry";
+import type { PriceTable } from "../adapters/price-table.js";
+import type { RecordResult, RedisLedger } from "../adapters/redis-ledger.js";
+import { nanoToUsd } from "../domain/pricing.js";
+import { toLedgerEntry } from "../domain/usage.js";
+import { costMetrics } from "../metrics.js";
+import { publishAlerts } from "./alert.publisher.js";
+
+export interface UsageSubscriberOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  logger: Logger;
+  ledger: RedisLedger;
+  prices: PriceTable;
+  publisher: EventPublisher;
+  /** Durable consumer name, shared by every cost replica (`cost-ledger`). */
+  durable: string;
+  /** Events handled at once by this replica; they are recorded in batches. */
+  concurrency: number;
+  /**
+   * Runs after an event is recorded and before its alerts are published and it is acknowledged. A throw here
+   * behaves like a crash at that point (the event is redelivered); tests use it to force redeliveries.
+   */
+  afterRecord?: (requestId: string, delivery: Delivery, result: RecordResult) => void | Promise<void>;
+}
+
+/**
+ * Consumes `llm.usage.recorded.v1` with a durable consumer and records each event in the ledger exactly once,
+ * publishing the budget alerts it raises exactly once.
+ *
+ * Why exactly once, whatever fails where:
+ * 1. JetStream delivers every stored event at least once (durable consumer, explicit ack); an event is acked
+ *    only after step 3 below, so a crash at any point before leads to a redelivery, never to a loss.
+ * 2. Recording is one Lua script guarded by `SET seen:<requestId> NX`: the usage totals, spent counters,
+ *    reservation settlement and threshold marks are written together or not at all, and a redelivered or
+ *    duplicated event (same request id, even with another stream sequence or on another replica) adds nothing.
+ *    The seen mark outlives the stream's max age, so no stored event can be counted twice.
+ * 3. Each threshold is marked inside that script with `SET alert:<budget>:<period>:<t> NX`, so exactly one
+ *    event (hence one replica) raises it. The script also stores the alerts under `alerts:<requestId>`, and a
+ *    re-run for a seen request returns them, so a crash between the script and the publish is repaired by the
+ *    redelivery. Alerts are published with Nats-Msg-Id = the alert key, so JetStream drops the re-publishes of
+ *    that repair (and of two replicas handling duplicates of one request at once); once published and stored
+ *    they are cleared from Redis, then the usage event is acked.
+ * The one remaining duplicate: a crash after the alert is stored but before it is cleared, whose redelivery
+ * comes after the budget stream's duplicate window (10 min) — i.e. every cost replica down that long.
+ */
+export function startUsageSubscriber(options: UsageSubscriberOptions): Promise<EventConsumer> {
+  const { ledger, prices, publisher, logger } = options;
+  return consumeEvents({
+    js: options.js,
+    jsm: options.jsm,
+    logger,
+    type: UsageRecordedEvent,
+    durable: options.durable,
+    concurrency: options.concurrency,
+    handler: async (event, delivery: Delivery) => {
+      const now = new Date();
+      const served = event.model || event.modelRequested;
+      const pricing = served ? prices.lookup(served) : undefined;
+      if (served && !pricing && !event.cacheHit) costMetrics.unknownModel.inc({ model: served });
+      const entry = toLedgerEntry(event, pricing?.price, `seq:${delivery.streamSequence}`, now);
+      const result = await ledger.record(entry);
+      if (result.duplicate) {
+        costMetrics.events.inc({ outcome: "duplicate" });
+      } else {
+        costMetrics.events.inc({ outcome: "recorded" });
+        if (entry.costNano > 0)
+          costMetrics.costUsd.inc({ model: entry.model, team: entry.team }, nanoToUsd(entry.costNano));
+      }
+      await options.afterRecord?.(entry.requestId, delivery, result);
+      if (result.alerts.length > 0) {
+        await publishAlerts(publisher, result.alerts, now);
+        await ledger.clearAlerts(entry.requestId);
+        for (const a of result.alerts) {
+          logger.info(
+            {
+              scope: a.scope,
+              id: a.id,
+              period: a.period,
+              period_key: a.periodKey,
+              threshold: a.threshold,
+              request_id: entry.requestId,
+            },
+            "budget threshold crossed",
+          );
+        }
+      }
+    },
+  });
+}

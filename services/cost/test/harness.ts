@@ -1,0 +1,168 @@
+import { randomBytes } from "node:crypto";
+import { credentials } from "@grpc/grpc-js";
+import { DeliverPolicy } from "@nats-io/jetstream";
+import {
+  BudgetThresholdEvent,
+  connectNats,
+  type Delivery,
+  decodeEvent,
+  encodeEvent,
+  ensureStreams,
+  jetstream,
+  jetstreamManager,
+  type NatsConnection,
+  UsageRecordedEvent,
+} from "@tokenmesh/events";
+import { CostServiceClient } from "@tokenmesh/proto/cost/v1/cost";
+import type { BudgetThresholdCrossed, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { Lifecycle, parseEnv } from "@tokenmesh/runtime";
+import { createLogger } from "@tokenmesh/telemetry";
+import { staticPriceTable } from "../src/adapters/price-table.js";
+import type { RecordResult } from "../src/adapters/redis-ledger.js";
+import { type CostApp, createApp } from "../src/app.js";
+import { CostConfigSchema } from "../src/config.js";
+
+export const logger = createLogger({ service: "cost-test", level: "silent" });
+
+/** Test prices: two models, one with a cached price. */
+export const prices = staticPriceTable({
+  "m-small": { price: { inputPerMtok: 0.15, outputPerMtok: 0.6, cachedInputPerMtok: 0.075 }, maxOutputTokens: 4096 },
+  "m-large": { price: { inputPerMtok: 3, outputPerMtok: 15 }, maxOutputTokens: 8192 },
+});
+
+/** A name no other test uses (letters, digits and `_`). */
+export function unique(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString("hex")}`;
+}
+
+export interface RunningCost {
+  app: CostApp;
+  client: CostServiceClient;
+  stop(): Promise<void>;
+}
+
+/** Starts a cost app in this process against the shared test NATS and Redis, isolated by key prefix and durable. */
+export async function startCost(options: {
+  natsUrl: string;
+  redisUrl: string;
+  prefix: string;
+  durable: string;
+  env?: Record<string, string>;
+  afterRecord?: (requestId: string, delivery: Delivery, result: RecordResult) => void | Promise<void>;
+}): Promise<RunningCost> {
+  const config = parseEnv(CostConfigSchema, {
+    NATS_URL: options.natsUrl,
+    REDIS_URL: options.redisUrl,
+    COST_HOST: "127.0.0.1",
+    COST_GRPC_PORT: "0",
+    COST_OPS_PORT: "0",
+    COST_REDIS_PREFIX: options.prefix,
+    COST_CONSUMER_NAME: options.durable,
+    LOG_LEVEL: "silent",
+    ...options.env,
+  });
+  const lifecycle = new Lifecycle({ logger, deadlineMs: 5_000 });
+  const app = createApp(config, {
+    logger,
+    lifecycle,
+    prices,
+    ...(options.afterRecord ? { afterRecord: options.afterRecord } : {}),
+  });
+  await app.start();
+  // A plain client: what is under test is the server (and its AppError trailer), not the client interceptors.
+  const client = new CostServiceClient(`127.0.0.1:${app.host.grpcPort}`, credentials.createInsecure());
+  return {
+    app,
+    client,
+    async stop() {
+      client.close();
+      await app.stop();
+    },
+  };
+}
+
+/** A publisher of usage events and a reader of budget alerts on the shared NATS server. */
+export async function busClient(natsUrl: string) {
+  const nc: NatsConnection = await connectNats({ servers: natsUrl, name: "cost-test", logger });
+  const jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm, ["LLM_USAGE", "LLM_BUDGET", "LLM_DEADLETTER"]);
+  const js = jetstream(nc);
+  const startedAt = new Date(Date.now() - 1_000).toISOString();
+  return {
+    nc,
+    /** Publishes a usage event; `msgId` defaults to the request id (the gateway's choice). */
+    publishUsage(event: UsageRecorded, msgId = event.requestId) {
+      return js.publish(UsageRecordedEvent.subject, encodeEvent(UsageRecordedEvent, event), { msgID: msgId });
+    },
+    /** Every alert stored in LLM_BUDGET since this client started, for which `match` holds. */
+    async alerts(match: (a: BudgetThresholdCrossed) => boolean): Promise<BudgetThresholdCrossed[]> {
+      const consumer = await js.consumers.get(BudgetThresholdEvent.stream, {
+        deliver_policy: DeliverPolicy.StartTime,
+        opt_start_time: startedAt,
+      });
+      const found: BudgetThresholdCrossed[] = [];
+      for (;;) {
+        const batch = await consumer.fetch({ max_messages: 1000, expires: 1_000 });
+        let n = 0;
+        let caughtUp = false;
+        for await (const m of batch) {
+          n++;
+          const a = decodeEvent(BudgetThresholdEvent, m.data);
+          if (match(a)) found.push(a);
+          if (m.info.pending === 0) {
+            caughtUp = true;
+            break;
+          }
+        }
+        if (caughtUp || n === 0) break;
+      }
+      await consumer.delete().catch(() => undefined);
+      return found;
+    },
+    async close() {
+      await nc.drain();
+    },
+  };
+}
+
+/** A usage event with defaults for the fields a test does not care about. */
+export function usage(fields: Partial<UsageRecorded> & { requestId: string }): UsageRecorded {
+  return {
+    timestamp: new Date().toISOString(),
+    keyId: "",
+    team: "",
+    user: "",
+    modelRequested: "m-small",
+    model: "m-small",
+    provider: "test",
+    inputTokens: 0,
+    outputTokens: 0,
+    cachedTokens: 0,
+    cacheHit: false,
+    status: "ok",
+    errorCode: "",
+    latencyMs: 1,
+    ttftMs: 1,
+    traceId: "",
+    endpoint: "chat",
+    stream: false,
+    reservationId: "",
+    ...fields,
+  };
+}
+
+/** Polls `fn` until it returns a truthy value. */
+export async function eventually<T>(fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`condition not met in ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

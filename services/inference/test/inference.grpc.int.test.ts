@@ -1,0 +1,166 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FinishReason, type ChatChunk, type ChatRequest, Role } from "@tokenmesh/proto/common/v1/chat";
+import { InferenceServiceClient } from "@tokenmesh/proto/inference/v1/inference";
+import { type AppError, callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
+import { createLogger } from "@tokenmesh/telemetry";
+import { type FakeUpstream, startFakeAnthropic, startFakeOpenAI } from "@tokenmesh/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/app.js";
+import { InferenceConfigSchema } from "../src/config.js";
+import { makeTestModels } from "../src/models/make-test-models.js";
+
+const logger = createLogger({ service: "inference-test", level: "silent" });
+let app: ReturnType<typeof createApp>;
+let client: InferenceServiceClient;
+let openai: FakeUpstream;
+let anthropic: FakeUpstream;
+
+function chat(content: string, over: Partial<ChatRequest> = {}): ChatRequest {
+  return {
+    model: "",
+    messages: [{ role: Role.ROLE_USER, content, parts: [], name: "", toolCalls: [], toolCallId: "", refusal: "" }],
+    tools: [],
+    stop: [],
+    n: 1,
+    user: "",
+    stream: true,
+    metadata: {},
+    ...over,
+  };
+}
+
+async function generate(model: string, request: ChatRequest, signal?: AbortSignal): Promise<ChatChunk[]> {
+  const chunks: ChatChunk[] = [];
+  for await (const res of callStream(client.generate.bind(client), { model, request }, { signal, deadlineMs: 30_000 })) {
+    chunks.push(res.chunk!);
+  }
+  return chunks;
+}
+
+const text = (chunks: ChatChunk[]) => chunks.flatMap((c) => c.choices.map((d) => d.content)).join("");
+
+beforeAll(async () => {
+  const dir = await mkdtemp(join(tmpdir(), "inference-grpc-"));
+  await makeTestModels(dir);
+  openai = await startFakeOpenAI({ apiKey: "sk-openai-test" });
+  anthropic = await startFakeAnthropic({ apiKey: "sk-ant-test" });
+  process.env.TEST_OPENAI_KEY = "sk-openai-test";
+  process.env.TEST_ANTHROPIC_KEY = "sk-ant-test";
+  await writeFile(
+    join(dir, "mesh.yaml"),
+    `models:
+  - { id: local-tiny, engine: local, source: ./tiny-chat.gguf, context_window: 1024, max_output_tokens: 64, slots: 2, queue_size: 1 }
+  - { id: local-embed, engine: local, kind: embedding, source: ./tiny-embed.gguf, context_window: 256 }
+  - { id: gpt, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: gpt-4o-mini }
+  - { id: gpt-cut, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: "gpt-4o-mini+cut-3" }
+  - { id: gpt-429, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: "gpt-4o-mini+error-429+retry-7" }
+  - { id: gpt-500, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: "gpt-4o-mini+error-500" }
+  - { id: gpt-400, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: "gpt-4o-mini+error-400" }
+  - { id: gpt-badkey, engine: openai, base_url: "${openai.url}", api_key_env: TEST_ANTHROPIC_KEY, upstream_model: gpt-4o-mini }
+  - { id: claude, engine: anthropic, base_url: "${anthropic.url}", api_key_env: TEST_ANTHROPIC_KEY, upstream_model: claude-3-5-haiku-latest }
+`,
+  );
+  const config = InferenceConfigSchema.parse({
+    INFERENCE_HOST: "127.0.0.1",
+    INFERENCE_GRPC_PORT: "0",
+    INFERENCE_OPS_PORT: "0",
+    MESH_CONFIG: join(dir, "mesh.yaml"),
+    INFERENCE_MODELS_DIR: join(dir, "cache"),
+  });
+  app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
+  await app.start();
+  client = createGrpcClient(InferenceServiceClient, `127.0.0.1:${app.host.grpcPort}`);
+});
+
+afterAll(async () => {
+  client?.close();
+  await app?.stop();
+  await openai?.close();
+  await anthropic?.close();
+});
+
+describe("InferenceService over gRPC", () => {
+  it("lists models with engine, device and readiness", async () => {
+    const { models } = await callUnary(client.listModels.bind(client), {});
+    const tiny = models.find((m) => m.id === "local-tiny");
+    expect(tiny).toMatchObject({ engine: "local", device: "cpu", ready: true, contextWindow: 1024 });
+    expect(models.find((m) => m.id === "gpt")).toMatchObject({ engine: "openai", device: "remote", ready: true });
+  });
+
+  it("streams local tokens whose count equals the tokenizer's count of the output", async () => {
+    const chunks = await generate("local-tiny", chat("hello there", { maxTokens: 24, seed: 1 }));
+    const usage = chunks.at(-1)!.usage!;
+    expect(usage.outputTokens).toBe(24);
+    const counted = await callUnary(client.countTokens.bind(client), {
+      model: "local-tiny",
+      messages: [{ role: Role.ROLE_ASSISTANT, content: text(chunks), parts: [], name: "", toolCalls: [], toolCallId: "", refusal: "" }],
+    });
+    expect(counted.exact).toBe(true);
+    // The byte-level vocabulary makes every output byte one token; countTokens adds the chat template's tokens.
+    expect(Buffer.byteLength(text(chunks))).toBe(usage.outputTokens);
+    expect(counted.tokens).toBeGreaterThan(usage.outputTokens);
+    expect(chunks.some((c) => c.choices.some((d) => d.finishReason === FinishReason.FINISH_REASON_LENGTH))).toBe(true);
+  });
+
+  it("completes 2 concurrent requests on 2 slots, queues one, and refuses beyond the queue", async () => {
+    const runs = [1, 2, 3].map((i) => generate("local-tiny", chat(`request ${i}`, { maxTokens: 48 })));
+    const fourth = generate("local-tiny", chat("request 4", { maxTokens: 8 })).catch((e: AppError) => e);
+    const results = await Promise.all(runs);
+    for (const r of results) expect(r.at(-1)!.usage!.outputTokens).toBe(48);
+    const refused = await fourth;
+    expect((refused as AppError).code).toBe("RESOURCE_EXHAUSTED");
+  });
+
+  it("frees the slot when the caller cancels mid-stream", async () => {
+    const ac = new AbortController();
+    let seen = 0;
+    const cancelled = (async () => {
+      for await (const res of callStream(client.generate.bind(client), { model: "local-tiny", request: chat("long", { maxTokens: 64 }) }, { signal: ac.signal })) {
+        if (res.chunk?.choices.some((d) => d.content) && ++seen === 3) ac.abort();
+      }
+    })().catch((e: AppError) => e);
+    const err = await cancelled;
+    expect((err as AppError).code).toBe("CANCELLED");
+    // Both slots are free again: two full requests run at once and finish.
+    const [a, b] = await Promise.all([generate("local-tiny", chat("a", { maxTokens: 16 })), generate("local-tiny", chat("b", { maxTokens: 16 }))]);
+    expect(a.at(-1)!.usage!.outputTokens + b.at(-1)!.usage!.outputTokens).toBe(32);
+  });
+
+  it("embeds with the local embedding model", async () => {
+    const res = await callUnary(client.embed.bind(client), { model: "local-embed", request: { model: "local-embed", input: ["a", "b"], user: "" } });
+    expect(res.response!.data).toHaveLength(2);
+    expect(res.response!.data[0]!.values.length).toBeGreaterThan(0);
+  });
+
+  it("relays OpenAI-compatible and Anthropic upstreams, streaming and not, with tool calls", async () => {
+    for (const model of ["gpt", "claude"]) {
+      const streamed = await generate(model, chat("hello upstream world"));
+      expect(text(streamed)).toBe("hello upstream world");
+      expect(streamed.at(-1)!.usage!.inputTokens).toBeGreaterThan(0);
+      const whole = await generate(model, chat("hello again", { stream: false }));
+      expect(text(whole)).toBe("hello again");
+      const tools = await generate(
+        model,
+        chat("call the get_weather tool", {
+          tools: [{ type: "function", function: { name: "get_weather", description: "", parameters: { type: "object", properties: { city: { type: "string" } } } } }],
+        }),
+      );
+      const calls = tools.flatMap((c) => c.choices.flatMap((d) => d.toolCalls));
+      expect(calls[0]?.function?.name).toBe("get_weather");
+      expect(calls.map((c) => c.function?.arguments).join("")).toBe('{"city":"test"}');
+      expect(tools.some((c) => c.choices.some((d) => d.finishReason === FinishReason.FINISH_REASON_TOOL_CALLS))).toBe(true);
+    }
+  });
+
+  it("maps upstream failures to status codes with retryable and origin kept across the hop", async () => {
+    const fail = (model: string) => generate(model, chat("x")).then(() => undefined, (e: AppError) => e);
+    expect(await fail("gpt-429")).toMatchObject({ code: "RESOURCE_EXHAUSTED", retryable: true, origin: "upstream", retryAfterMs: 7000 });
+    expect(await fail("gpt-500")).toMatchObject({ code: "UNAVAILABLE", retryable: true, origin: "upstream" });
+    expect(await fail("gpt-400")).toMatchObject({ code: "INVALID_ARGUMENT", retryable: false });
+    expect(await fail("gpt-badkey")).toMatchObject({ code: "PERMISSION_DENIED", retryable: false });
+    expect(await fail("gpt-cut")).toMatchObject({ code: "UNAVAILABLE", retryable: true });
+    expect(await fail("no-such-model")).toMatchObject({ code: "NOT_FOUND" });
+  });
+});
