@@ -12,6 +12,7 @@ import {
   type SetBudgetResponse,
 } from "@tokenmesh/proto/cost/v1/cost";
 import { type AppError, callUnary } from "@tokenmesh/runtime";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { busClient, eventually, type RunningCost, startCost, unique, usage } from "./harness.js";
 
@@ -88,6 +89,21 @@ describe("reservations against hard budgets", () => {
     expect(status.found).toBe(true);
     expect(status.heldUsd).toBeCloseTo(0.99, 9);
     expect(status.spentUsd).toBe(0);
+  });
+
+  it("lists scopes with a hard budget for the gateway, and unlists them when the budget turns soft", async () => {
+    const [a] = replicas as [RunningCost];
+    const key = `${tag}-hard-list`;
+    const redis = new Redis(redisUrl);
+    try {
+      const budget = { scope: Scope.SCOPE_KEY, id: key, period: Period.PERIOD_MONTH, limitUsd: 5, hard: true, thresholds: [] };
+      await setBudget(a, budget);
+      expect(await redis.sismember(`${tag}:hard-scopes`, `key:${key}`)).toBe(1);
+      await setBudget(a, { ...budget, hard: false });
+      expect(await redis.sismember(`${tag}:hard-scopes`, `key:${key}`)).toBe(0);
+    } finally {
+      await redis.quit();
+    }
   });
 
   it("settles a reservation to the real cost when its usage arrives, and releases on request", async () => {

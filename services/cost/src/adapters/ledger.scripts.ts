@@ -232,6 +232,17 @@ return { redis.call('HGET', P .. 'budgets', field) or false, redis.call('GET', P
 export const SET_BUDGET_SCRIPT = `
 local P, field, rec, base, pk, alertTtl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 redis.call('HSET', P .. 'budgets', field, rec)
+-- The gateway calls Reserve only for scopes listed in hard-scopes (any period with a hard budget).
+do
+  local sc, sid = string.match(field, '^(%a+):(.*):%a+$')
+  local anyHard = false
+  for _, per in ipairs({ 'day', 'month' }) do
+    local r = redis.call('HGET', P .. 'budgets', sc .. ':' .. sid .. ':' .. per)
+    if r and string.match(r, '^%d+|(%d)|') == '1' then anyHard = true end
+  end
+  if anyHard then redis.call('SADD', P .. 'hard-scopes', sc .. ':' .. sid)
+  else redis.call('SREM', P .. 'hard-scopes', sc .. ':' .. sid) end
+end
 local spent = tonumber(redis.call('GET', P .. 'spent:' .. base) or '0')
 if spent <= 0 then return '' end
 local limit, hard, ths = string.match(rec, '^(%d+)|(%d)|(.*)$')
