@@ -11,7 +11,8 @@ import {
   type NatsConnection,
   natsReadiness,
 } from "@tokenmesh/events";
-import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
+import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
+import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { BudgetView } from "./adapters/budget-view.js";
@@ -31,6 +32,7 @@ import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const SCOPE_OF: Record<string, Scope> = { key: Scope.SCOPE_KEY, team: Scope.SCOPE_TEAM, user: Scope.SCOPE_USER };
 
 /** Wires the gateway: HTTP (Fastify) and gRPC front doors over one ChatFlow, Redis, NATS and the peers. */
 export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: ServiceHost; http: FastifyInstance; readonly httpPort: number } {
@@ -45,7 +47,15 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
   const guard = new GrpcGuard(config.GUARD_ADDR);
   const router = new GrpcRouter(config.ROUTER_ADDR);
   const cost = new GrpcCost(config.COST_ADDR);
-  const budgets = new BudgetView(redis, logger);
+  const budgets = new BudgetView(redis, logger, async (scope, id, period) => {
+    const client = cost.client;
+    const res = await callUnary(
+      client.getBudget.bind(client),
+      { scope: SCOPE_OF[scope] ?? Scope.SCOPE_UNSPECIFIED, id, period: period === "day" ? Period.PERIOD_DAY : Period.PERIOD_MONTH },
+      { deadlineMs: 2_000 },
+    );
+    return res.found && res.budget !== undefined && res.spentUsd >= res.budget.limitUsd;
+  });
   let publisher: EventPublisher | undefined;
   let usageSink: JetStreamUsageSink | undefined;
   const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
@@ -93,7 +103,7 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
   registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);
   registerOpenAIRoutes(http, { flow, router });
-  registerAdminRoutes(http, { keys, adminKeyHash });
+  registerAdminRoutes(http, { keys, adminKeyHash, cost, onBudgetSet: (scope, id) => budgets.unblock(scope, id) });
   let httpPort = 0;
 
   // Shutdown order: stop intake (HTTP close waits for in-flight responses; gRPC drains via ServiceHost), then

@@ -28,11 +28,19 @@ export class BudgetView implements Budgets {
   constructor(
     private readonly redis: Redis,
     private readonly logger: Logger,
+    /**
+     * Whether a blocked scope is still at or over its soft budget (the cost service's view). Checked every
+     * second for the few blocked scopes, so a budget raised through any replica lifts the block on all of them.
+     */
+    private readonly stillOver: (scope: string, id: string, period: string) => Promise<boolean>,
   ) {}
 
   async start(js: JetStreamClient): Promise<void> {
     await this.refreshHard();
-    this.timer = setInterval(() => void this.refreshHard(), 1_000);
+    this.timer = setInterval(() => {
+      void this.refreshHard();
+      void this.recheckBlocked();
+    }, 1_000);
     this.timer.unref();
     const consumer = await js.consumers.get(BudgetThresholdEvent.stream, {
       filter_subjects: [BudgetThresholdEvent.subject],
@@ -83,6 +91,18 @@ export class BudgetView implements Budgets {
   hasHard(keyId: string, team: string, user: string): boolean {
     if (this.hard.size === 0) return false;
     return this.hard.has(`key:${keyId}`) || (team !== "" && this.hard.has(`team:${team}`)) || (user !== "" && this.hard.has(`user:${user}`));
+  }
+
+  private async recheckBlocked(): Promise<void> {
+    for (const [scoped, b] of this.blockedUntil) {
+      const i = scoped.indexOf(":");
+      const [scope, id] = [scoped.slice(0, i), scoped.slice(i + 1)];
+      try {
+        if (!(await this.stillOver(scope, id, b.period))) this.blockedUntil.delete(scoped);
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message, scope, id }, "cannot recheck a budget block");
+      }
+    }
   }
 
   private async refreshHard(): Promise<void> {
