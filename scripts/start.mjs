@@ -90,7 +90,9 @@ async function ensureInfra(kind, url, bin, args) {
   const path = which(bin);
   if (!path) {
     log(`${kind} is not reachable at ${url} and ${bin} is not installed.`);
-    log(`Install it (Debian/Ubuntu: sudo apt-get install ${bin}), or set ${kind === "NATS" ? "NATS_URL" : "REDIS_URL"} to a running server.`);
+    log(
+      `Install it (Debian/Ubuntu: sudo apt-get install ${bin}), or set ${kind === "NATS" ? "NATS_URL" : "REDIS_URL"} to a running server.`,
+    );
     process.exit(1);
   }
   log(`${kind}: starting ${bin} for ${url}`);
@@ -130,17 +132,42 @@ process.on("SIGTERM", () => void stop(0));
 const services = ["inference", "guard", "router", "cost", "gateway"];
 if (services.some((s) => !existsSync(join(root, "services", s, "dist/main.js")))) {
   log("building (first run)…");
-  const b = spawnSync("npm", ["run", "build"], { cwd: root, stdio: "inherit", env: { ...env, TURBO_TELEMETRY_DISABLED: "1" } });
+  const b = spawnSync("npm", ["run", "build"], {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...env, TURBO_TELEMETRY_DISABLED: "1" },
+  });
   if (b.status !== 0) process.exit(b.status ?? 1);
 }
-const models = spawnSync(process.execPath, [join(root, "services/inference/dist/models/make-test-models.js"), join(root, "models")], {
-  stdio: "inherit",
-});
+const models = spawnSync(
+  process.execPath,
+  [join(root, "services/inference/dist/models/make-test-models.js"), join(root, "models")],
+  {
+    stdio: "inherit",
+  },
+);
 if (models.status !== 0) process.exit(models.status ?? 1);
 
-await ensureInfra("NATS", NATS_URL, "nats-server", (u) => ["-js", "-a", u.hostname, "-p", u.port || "4222", "-sd", join(state, "nats")]);
+await ensureInfra("NATS", NATS_URL, "nats-server", (u) => [
+  "-js",
+  "-a",
+  u.hostname,
+  "-p",
+  u.port || "4222",
+  "-sd",
+  join(state, "nats"),
+]);
 await ensureInfra("Redis", REDIS_URL, "redis-server", (u) => [
-  "--bind", u.hostname, "--port", u.port || "6379", "--dir", state, "--appendonly", "yes", "--save", "",
+  "--bind",
+  u.hostname,
+  "--port",
+  u.port || "6379",
+  "--dir",
+  state,
+  "--appendonly",
+  "yes",
+  "--save",
+  "",
 ]);
 
 let adminKey = env.TOKENMESH_ADMIN_KEY;
@@ -149,7 +176,14 @@ if (!adminKey) {
   adminKey = existsSync(file) ? readFileSync(file, "utf8").trim() : `tmadm_${randomBytes(24).toString("base64url")}`;
   writeFileSync(file, `${adminKey}\n`, { mode: 0o600 });
 }
-Object.assign(env, { NATS_URL, REDIS_URL, MESH_CONFIG, TOKENMESH_ADMIN_KEY: adminKey, GATEWAY_HTTP_PORT: HTTP_PORT, GATEWAY_GRPC_PORT: GRPC_PORT });
+Object.assign(env, {
+  NATS_URL,
+  REDIS_URL,
+  MESH_CONFIG,
+  TOKENMESH_ADMIN_KEY: adminKey,
+  GATEWAY_HTTP_PORT: HTTP_PORT,
+  GATEWAY_GRPC_PORT: GRPC_PORT,
+});
 
 const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];
 for (const s of services) run(s, node[0], node.slice(1), { cwd: join(root, "services", s) });
@@ -176,7 +210,9 @@ const ready = await Promise.all(
 if (stopping) await new Promise(() => {});
 let modelList = "";
 try {
-  const res = await fetch(`http://127.0.0.1:${HTTP_PORT}/v1/models`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const res = await fetch(`http://127.0.0.1:${HTTP_PORT}/v1/models`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+  });
   if (res.ok) modelList = (await res.json()).data.map((m) => m.id).join(", ");
 } catch {}
 log(ready.every(Boolean) ? "mesh is ready" : "mesh started, but not every service is ready (see above)");

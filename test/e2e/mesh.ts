@@ -2,7 +2,14 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type FakeUpstream, freePort, type ServiceProcess, spawnService, startFakeAnthropic, startFakeOpenAI } from "@tokenmesh/testing";
+import {
+  type FakeUpstream,
+  freePort,
+  type ServiceProcess,
+  spawnService,
+  startFakeAnthropic,
+  startFakeOpenAI,
+} from "@tokenmesh/testing";
 import { startOtlpReceiver } from "./otlp-receiver.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -133,8 +140,18 @@ export async function startMesh(options: { natsUrl: string; redisUrl: string; ga
   const [rg, ro] = ports.router;
   const [cg, co] = ports.cost;
   await Promise.all([
-    start("inference", "inference", { INFERENCE_GRPC_PORT: String(ig), INFERENCE_OPS_PORT: String(io) }, `http://127.0.0.1:${io}/readyz`),
-    start("guard", "guard", { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go) }, `http://127.0.0.1:${go}/readyz`),
+    start(
+      "inference",
+      "inference",
+      { INFERENCE_GRPC_PORT: String(ig), INFERENCE_OPS_PORT: String(io) },
+      `http://127.0.0.1:${io}/readyz`,
+    ),
+    start(
+      "guard",
+      "guard",
+      { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go) },
+      `http://127.0.0.1:${go}/readyz`,
+    ),
     start("cost", "cost", { COST_GRPC_PORT: String(cg), COST_OPS_PORT: String(co) }, `http://127.0.0.1:${co}/readyz`),
   ]);
   await start(

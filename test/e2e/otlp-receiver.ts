@@ -40,7 +40,15 @@ export async function startOtlpReceiver(): Promise<{ url: string; spans: Receive
           const parsed = JSON.parse(body) as {
             resourceSpans?: {
               resource?: { attributes?: { key: string; value: OtlpValue }[] };
-              scopeSpans?: { spans?: { name: string; traceId: string; spanId: string; parentSpanId?: string; attributes?: { key: string; value: OtlpValue }[] }[] }[];
+              scopeSpans?: {
+                spans?: {
+                  name: string;
+                  traceId: string;
+                  spanId: string;
+                  parentSpanId?: string;
+                  attributes?: { key: string; value: OtlpValue }[];
+                }[];
+              }[];
             }[];
           };
           for (const rs of parsed.resourceSpans ?? []) {

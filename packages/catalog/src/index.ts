@@ -1,2 +1,9 @@
+export {
+  CatalogError,
+  type CatalogWatcherOptions,
+  findModel,
+  loadCatalog,
+  parseCatalog,
+  watchCatalog,
+} from "./load.js";
 export * from "./schema.js";
-export { CatalogError, findModel, loadCatalog, parseCatalog, watchCatalog, type CatalogWatcherOptions } from "./load.js";

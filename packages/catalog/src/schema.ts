@@ -45,7 +45,10 @@ const LocalModel = z
 const upstream = {
   base_url: z.string().url(),
   /** Name of the env var holding the provider key (never the key itself). */
-  api_key_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
+  api_key_env: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/)
+    .optional(),
   upstream_model: z.string().min(1),
   /** Per-attempt timeout for the whole upstream call, in ms. */
   timeout_ms: z.number().int().positive().default(120_000),
@@ -95,7 +98,8 @@ export const CatalogSchema = z
     const ids = new Set(catalog.models.map((m) => m.id));
     catalog.models.forEach((m, i) => {
       for (const f of m.fallbacks) {
-        if (!ids.has(f)) ctx.addIssue({ code: "custom", path: ["models", i, "fallbacks"], message: `unknown model "${f}"` });
+        if (!ids.has(f))
+          ctx.addIssue({ code: "custom", path: ["models", i, "fallbacks"], message: `unknown model "${f}"` });
       }
     });
   });

@@ -7,7 +7,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { headers as natsHeaders, nanos } from "@nats-io/transport-node";
+import { nanos, headers as natsHeaders } from "@nats-io/transport-node";
 import { isAppError } from "@tokenmesh/runtime";
 import {
   context,

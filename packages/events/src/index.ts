@@ -1,19 +1,19 @@
-export { connectNats, type ConnectNatsOptions } from "./connection.js";
-export { consumeEvents, type ConsumeOptions, type Delivery, type EventConsumer } from "./consumer.js";
+export { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+export type { NatsConnection } from "@nats-io/transport-node";
+export { type ConnectNatsOptions, connectNats } from "./connection.js";
+export { type ConsumeOptions, consumeEvents, type Delivery, type EventConsumer } from "./consumer.js";
+export { natsReadiness } from "./health.js";
 export { EventPublisher, type EventPublisherOptions, OutboxFullError } from "./publisher.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";
 export {
   BudgetThresholdEvent,
   deadLetterSubject,
   decodeEvent,
-  encodeEvent,
   type EventType,
+  encodeEvent,
   GuardDecisionEvent,
-  type JsonCodec,
   JobSubmittedEvent,
+  type JsonCodec,
   Subjects,
   UsageRecordedEvent,
 } from "./subjects.js";
-export { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-export type { NatsConnection } from "@nats-io/transport-node";
-export { natsReadiness } from "./health.js";

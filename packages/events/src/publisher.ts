@@ -1,8 +1,8 @@
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 import { AppError } from "@tokenmesh/runtime";
 import { context, counter, gauge, type Logger, propagation } from "@tokenmesh/telemetry";
-import { encodeEvent, type EventType } from "./subjects.js";
+import { type EventType, encodeEvent } from "./subjects.js";
 
 const metrics = {
   depth: gauge("tokenmesh_events_outbox_depth", "Events waiting in a publisher's outbox", ["publisher"]),
@@ -169,7 +169,10 @@ export class EventPublisher {
     if (this.paused) return;
     this.paused = true;
     this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 50 : this.backoffMs * 2);
-    this.options.logger.warn({ err: err.message, depth: this.depth, retry_in_ms: this.backoffMs }, "event publish failed; retrying");
+    this.options.logger.warn(
+      { err: err.message, depth: this.depth, retry_in_ms: this.backoffMs },
+      "event publish failed; retrying",
+    );
     setTimeout(() => {
       this.paused = false;
       this.pump();

@@ -11,11 +11,11 @@ import { startNatsServer, uniqueName, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   consumeEvents,
-  decodeEvent,
   deadLetterSubject,
-  ensureStreams,
+  decodeEvent,
   EventPublisher,
   type EventType,
+  ensureStreams,
   UsageRecordedEvent,
 } from "../src/index.js";
 
@@ -145,13 +145,20 @@ describe("events over JetStream", () => {
       retryDelayMs: () => 50,
       handler: async (event, delivery) => {
         deliveries[event.requestId] = delivery.deliveryCount;
-        if (event.requestId === "poison") throw new AppError("INVALID_ARGUMENT", "cannot price this", { retryable: false });
+        if (event.requestId === "poison")
+          throw new AppError("INVALID_ARGUMENT", "cannot price this", { retryable: false });
         if (delivery.deliveryCount < 3) throw new AppError("UNAVAILABLE", "redis down");
       },
     });
     await waitFor(() => deliveries["retry-me"] === 3 && deliveries.poison === 1, { timeoutMs: 10_000 });
     const dlq = await jetstreamManager(nc);
-    await waitFor(async () => (await dlq.streams.info("LLM_DEADLETTER", { subjects_filter: ">" })).state.subjects?.[deadLetterSubject(type.subject)] === 1, { timeoutMs: 5_000 });
+    await waitFor(
+      async () =>
+        (await dlq.streams.info("LLM_DEADLETTER", { subjects_filter: ">" })).state.subjects?.[
+          deadLetterSubject(type.subject)
+        ] === 1,
+      { timeoutMs: 5_000 },
+    );
     const dead = await dlq.streams.getMessage("LLM_DEADLETTER", { last_by_subj: deadLetterSubject(type.subject) });
     expect(decodeEvent(type, dead!.data).requestId).toBe("poison");
     expect(dead!.header.get("Tokenmesh-Dead-Letter-Reason")).toContain("cannot price this");
@@ -206,7 +213,13 @@ describe("EventPublisher outbox", () => {
     const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     try {
       const type: EventType<UsageRecorded> = { ...UsageRecordedEvent, subject: "nowhere.usage", stream: "NONE" };
-      const publisher = new EventPublisher({ js: jetstream(nc), logger, name: "full-test", capacity: 5, ackTimeoutMs: 200 });
+      const publisher = new EventPublisher({
+        js: jetstream(nc),
+        logger,
+        name: "full-test",
+        capacity: 5,
+        ackTimeoutMs: 200,
+      });
       await server.stop();
       for (let i = 0; i < 5; i++) publisher.publish(type, usage(`f-${i}`), { msgId: `f-${i}` });
       expect(() => publisher.publish(type, usage("f-5"), { msgId: "f-5" })).toThrow(/outbox full/);

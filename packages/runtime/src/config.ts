@@ -44,13 +44,16 @@ export const env = {
     z
       .string()
       .default(fallback)
-      .refine((v) => {
-        try {
-          return v.split(",").every((u) => protocols.includes(new URL(u.trim()).protocol));
-        } catch {
-          return false;
-        }
-      }, `expected a URL with scheme ${protocols.join(" or ")}`),
+      .refine(
+        (v) => {
+          try {
+            return v.split(",").every((u) => protocols.includes(new URL(u.trim()).protocol));
+          } catch {
+            return false;
+          }
+        },
+        `expected a URL with scheme ${protocols.join(" or ")}`,
+      ),
   logLevel: () => z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   duration: (fallbackMs: number) => z.coerce.number().int().min(0).default(fallbackMs),
   bool: (fallback: boolean) =>

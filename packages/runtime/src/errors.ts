@@ -89,12 +89,16 @@ export class ResourceExhaustedError extends AppError {
 
 /** Whether a value is an AppError (also across duplicated module instances). */
 export function isAppError(err: unknown): err is AppError {
-  return err instanceof AppError || (err instanceof Error && (ErrorCodes as readonly string[]).includes((err as AppError).code) && "retryable" in err);
+  return (
+    err instanceof AppError ||
+    (err instanceof Error && (ErrorCodes as readonly string[]).includes((err as AppError).code) && "retryable" in err)
+  );
 }
 
 /** Wraps anything thrown into an AppError; unknown errors become INTERNAL with a generic message. */
 export function toAppError(err: unknown): AppError {
   if (isAppError(err)) return err;
-  if (err instanceof Error && err.name === "AbortError") return new AppError("CANCELLED", "Request cancelled", { cause: err });
+  if (err instanceof Error && err.name === "AbortError")
+    return new AppError("CANCELLED", "Request cancelled", { cause: err });
   return new AppError("INTERNAL", "Internal error", { cause: err, retryable: false });
 }

@@ -46,7 +46,12 @@ function callOptions(p: CallParams): Partial<CallOptions> {
  * Calls a unary method as a promise. Errors are AppErrors rebuilt from the peer's ErrorDetail trailer.
  */
 export function callUnary<Req, Res>(
-  method: (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: Error | null, res: Res) => void) => { cancel(): void },
+  method: (
+    req: Req,
+    md: Metadata,
+    opts: Partial<CallOptions>,
+    cb: (err: Error | null, res: Res) => void,
+  ) => { cancel(): void },
   request: Req,
   params: CallParams = {},
 ): Promise<Res> {

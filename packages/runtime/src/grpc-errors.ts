@@ -1,4 +1,4 @@
-import { Metadata, type ServiceError, status, type StatusObject } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, type StatusObject, status } from "@grpc/grpc-js";
 import { ErrorDetail } from "@tokenmesh/proto/common/v1/context";
 import { AppError, type ErrorCode, toAppError } from "./errors.js";
 

@@ -1,16 +1,16 @@
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import {
-  type MethodDefinition,
+  ServerCredentials as Credentials,
   type Metadata,
-  type sendUnaryData,
+  type MethodDefinition,
   Server,
   type ServerCredentials,
-  ServerCredentials as Credentials,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
@@ -107,7 +107,11 @@ export class GrpcServer {
   }
 
   /** Binds and starts; returns the bound port (useful with port 0). */
-  async listen(host: string, port: number, credentials: ServerCredentials = Credentials.createInsecure()): Promise<number> {
+  async listen(
+    host: string,
+    port: number,
+    credentials: ServerCredentials = Credentials.createInsecure(),
+  ): Promise<number> {
     const bound = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
@@ -148,7 +152,12 @@ export class GrpcServer {
 
   private adapt(def: MethodDefinition<unknown, unknown>, handler: (...args: unknown[]) => unknown) {
     const { service, method } = splitMethod(def.path);
-    const begin = (call: { metadata: Metadata; getDeadline(): Date | number; getPeer(): string; on(e: string, f: () => void): unknown }) => {
+    const begin = (call: {
+      metadata: Metadata;
+      getDeadline(): Date | number;
+      getPeer(): string;
+      on(e: string, f: () => void): unknown;
+    }) => {
       const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
       const span = tracer().startSpan(
         def.path.slice(1),
@@ -158,7 +167,8 @@ export class GrpcServer {
       const ac = new AbortController();
       this.active.add(ac);
       const rawDeadline = call.getDeadline();
-      const deadline = rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
+      const deadline =
+        rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
       let deadlineTimer: NodeJS.Timeout | undefined;
       if (deadline) {
         deadlineTimer = setTimeout(
@@ -205,7 +215,11 @@ export class GrpcServer {
       };
     }
 
-    const pump = async (call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>, source: AsyncIterable<unknown>, ctx: CallContext) => {
+    const pump = async (
+      call: ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>,
+      source: AsyncIterable<unknown>,
+      ctx: CallContext,
+    ) => {
       for await (const msg of source) {
         if (ctx.signal.aborted) break;
         if (!call.write(msg)) {
@@ -221,7 +235,10 @@ export class GrpcServer {
         .with(active, async () => {
           const source = def.requestStream
             ? (handler as BidiHandler<unknown, unknown>)(call as AsyncIterable<unknown>, ctx)
-            : (handler as ServerStreamHandler<unknown, unknown>)((call as ServerWritableStream<unknown, unknown>).request, ctx);
+            : (handler as ServerStreamHandler<unknown, unknown>)(
+                (call as ServerWritableStream<unknown, unknown>).request,
+                ctx,
+              );
           await pump(call, source, ctx);
         })
         .then(

@@ -41,11 +41,19 @@ export function toHttpError(
 ): { status: number; body: OpenAIErrorBody; headers: Record<string, string>; error: AppError } {
   const e = toAppError(err);
   let statusCode = httpStatus[e.code];
-  if (e.code === "UNAVAILABLE" && e.origin === "upstream" && e.upstreamStatus !== undefined && e.upstreamStatus >= 500 && e.upstreamStatus !== 503 && e.upstreamStatus !== 529) {
+  if (
+    e.code === "UNAVAILABLE" &&
+    e.origin === "upstream" &&
+    e.upstreamStatus !== undefined &&
+    e.upstreamStatus >= 500 &&
+    e.upstreamStatus !== 503 &&
+    e.upstreamStatus !== 529
+  ) {
     statusCode = 502;
   }
   const headers: Record<string, string> = {};
-  if (e.retryAfterMs !== undefined && e.retryAfterMs > 0) headers["retry-after"] = String(Math.ceil(e.retryAfterMs / 1000));
+  if (e.retryAfterMs !== undefined && e.retryAfterMs > 0)
+    headers["retry-after"] = String(Math.ceil(e.retryAfterMs / 1000));
   const type = e.reason === "insufficient_quota" ? "insufficient_quota" : openAIType[e.code];
   return {
     status: statusCode,

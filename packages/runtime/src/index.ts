@@ -1,6 +1,6 @@
-export { commonEnv, ConfigError, env, parseEnv } from "./config.js";
+export { ConfigError, commonEnv, env, parseEnv } from "./config.js";
 export * from "./errors.js";
-export { callStream, callUnary, createGrpcClient, type CallParams } from "./grpc-client.js";
+export { type CallParams, callStream, callUnary, createGrpcClient } from "./grpc-client.js";
 export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, toGrpcStatus } from "./grpc-errors.js";
 export {
   type BidiHandler,

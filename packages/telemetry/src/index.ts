@@ -1,5 +1,5 @@
 export { clientInterceptor, metadataGetter, splitMethod, statusName } from "./grpc.js";
-export { createLogger, type CreateLoggerOptions, type Logger } from "./logger.js";
+export { type CreateLoggerOptions, createLogger, type Logger } from "./logger.js";
 export {
   collectProcessMetrics,
   counter,

@@ -10,7 +10,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 
-export { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span };
+export { type Attributes, type Context, context, propagation, type Span, SpanKind, SpanStatusCode, trace };
 
 /** The tracer all Tokenmesh code uses; spans carry the service name through the resource. */
 export function tracer() {
@@ -63,7 +63,11 @@ export async function withSpan<T>(
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
   const parent = options.parent ?? context.active();
-  const span = tracer().startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes }, parent);
+  const span = tracer().startSpan(
+    name,
+    { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes },
+    parent,
+  );
   try {
     return await context.with(trace.setSpan(parent, span), () => fn(span));
   } catch (err) {

@@ -15,7 +15,10 @@ export function grpcHealth(address: string, service = ""): Promise<string> {
     client.check({ service }, { deadline: new Date(Date.now() + 5_000) }, (err, res) => {
       client.close();
       if (err) reject(err);
-      else resolve(typeof res.status === "number" ? (["UNKNOWN", "SERVING", "NOT_SERVING"][res.status] ?? "?") : res.status);
+      else
+        resolve(
+          typeof res.status === "number" ? (["UNKNOWN", "SERVING", "NOT_SERVING"][res.status] ?? "?") : res.status,
+        );
     });
   });
 }
@@ -74,7 +77,8 @@ export function serviceLifecycleSuite(options: LifecycleSuiteOptions): void {
         const metrics = await (await fetch(`http://127.0.0.1:${ports.ops}/metrics`)).text();
         expect(metrics).toContain("tokenmesh_process_cpu_seconds_total");
         expect(await grpcHealth(`127.0.0.1:${ports.grpc}`)).toBe("SERVING");
-        if (options.grpcService) expect(await grpcHealth(`127.0.0.1:${ports.grpc}`, options.grpcService)).toBe("SERVING");
+        if (options.grpcService)
+          expect(await grpcHealth(`127.0.0.1:${ports.grpc}`, options.grpcService)).toBe("SERVING");
       } finally {
         const started = Date.now();
         const exit = await proc.stop();

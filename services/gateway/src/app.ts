@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
-import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import {
   connectNats,
-  ensureStreams,
   EventPublisher,
+  ensureStreams,
   jetstream,
   jetstreamManager,
   type NatsConnection,
   natsReadiness,
 } from "@tokenmesh/events";
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
+import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
@@ -35,7 +35,10 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const SCOPE_OF: Record<string, Scope> = { key: Scope.SCOPE_KEY, team: Scope.SCOPE_TEAM, user: Scope.SCOPE_USER };
 
 /** Wires the gateway: HTTP (Fastify) and gRPC front doors over one ChatFlow, Redis, NATS and the peers. */
-export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: ServiceHost; http: FastifyInstance; readonly httpPort: number } {
+export function createApp(
+  config: GatewayConfig,
+  deps: AppDeps,
+): App & { host: ServiceHost; http: FastifyInstance; readonly httpPort: number } {
   const { logger, lifecycle } = deps;
   let nc: NatsConnection | undefined;
   let catalog: Catalog | undefined;
@@ -51,7 +54,11 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
     const client = cost.client;
     const res = await callUnary(
       client.getBudget.bind(client),
-      { scope: SCOPE_OF[scope] ?? Scope.SCOPE_UNSPECIFIED, id, period: period === "day" ? Period.PERIOD_DAY : Period.PERIOD_MONTH },
+      {
+        scope: SCOPE_OF[scope] ?? Scope.SCOPE_UNSPECIFIED,
+        id,
+        period: period === "day" ? Period.PERIOD_DAY : Period.PERIOD_MONTH,
+      },
       { deadlineMs: 2_000 },
     );
     return res.found && res.budget !== undefined && res.spentUsd >= res.budget.limitUsd;
@@ -111,7 +118,9 @@ export function createApp(config: GatewayConfig, deps: AppDeps): App & { host: S
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
   lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => stopWatching?.());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
-  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () => publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)));
+  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
+    publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
+  );
   lifecycle.onShutdown("clients: close", ShutdownPhase.CloseConnections, () => {
     guard.close();
     router.close();

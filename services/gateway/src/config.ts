@@ -13,7 +13,11 @@ export const GatewayConfigSchema = z.object({
   GATEWAY_HTTP_PORT: env.port(8080),
   GATEWAY_GRPC_PORT: env.port(50051),
   /** Largest accepted request body. */
-  GATEWAY_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  GATEWAY_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
   /** Bearer token of the admin API; without it the admin API is disabled. */
   TOKENMESH_ADMIN_KEY: z.string().min(16, "use at least 16 characters").optional(),
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),

@@ -18,7 +18,10 @@ const PROVIDER_LABELS: Record<string, string> = { "OpenAI upstream": "openai", "
  * follows the catalog, the gRPC InferenceService, and the ops port whose `/readyz` reports the device and each
  * model's readiness.
  */
-export function createApp(config: InferenceConfig, deps: AppDeps): App & { host: ServiceHost; registry: ModelRegistry } {
+export function createApp(
+  config: InferenceConfig,
+  deps: AppDeps,
+): App & { host: ServiceHost; registry: ModelRegistry } {
   const { logger, lifecycle } = deps;
   const catalogPath = resolve(config.MESH_CONFIG);
   const http = new UpstreamHttpClient({
@@ -54,7 +57,15 @@ export function createApp(config: InferenceConfig, deps: AppDeps): App & { host:
     return {
       device: models.find((m) => m.entry.engine === "local")?.status.device ?? "none",
       models: Object.fromEntries(
-        models.map((m) => [m.entry.id, { engine: m.entry.engine, ready: m.status.ready, device: m.status.device, ...(m.status.detail ? { detail: m.status.detail } : {}) }]),
+        models.map((m) => [
+          m.entry.id,
+          {
+            engine: m.entry.engine,
+            ready: m.status.ready,
+            device: m.status.device,
+            ...(m.status.detail ? { detail: m.status.detail } : {}),
+          },
+        ]),
       ),
     };
   };
@@ -80,7 +91,10 @@ export function createApp(config: InferenceConfig, deps: AppDeps): App & { host:
   const refreshReadyGauge = () => {
     metrics.modelReady.reset();
     for (const m of registry.list()) {
-      metrics.modelReady.set({ model: m.entry.id, engine: m.entry.engine, device: m.status.device }, m.status.ready ? 1 : 0);
+      metrics.modelReady.set(
+        { model: m.entry.id, engine: m.entry.engine, device: m.status.device },
+        m.status.ready ? 1 : 0,
+      );
     }
   };
 

@@ -11,7 +11,10 @@ export const InferenceConfigSchema = z.object({
   INFERENCE_OPS_PORT: env.port(9104),
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
   /** Where `hf:` model sources are downloaded. */
-  INFERENCE_MODELS_DIR: z.string().min(1).default(join(homedir(), ".cache", "tokenmesh", "models")),
+  INFERENCE_MODELS_DIR: z
+    .string()
+    .min(1)
+    .default(join(homedir(), ".cache", "tokenmesh", "models")),
   /** "auto" uses CUDA, Vulkan or Metal when a build and device are present, else the CPU; "false" forces the CPU. */
   INFERENCE_GPU: z.enum(["auto", "false"]).default("auto"),
 });

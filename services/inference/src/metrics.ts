@@ -31,5 +31,9 @@ export const metrics = {
     "operation",
     "code",
   ]),
-  modelReady: gauge("tokenmesh_inference_model_ready", "1 when a catalog model can serve", ["model", "engine", "device"]),
+  modelReady: gauge("tokenmesh_inference_model_ready", "1 when a catalog model can serve", [
+    "model",
+    "engine",
+    "device",
+  ]),
 };

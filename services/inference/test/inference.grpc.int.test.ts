@@ -1,7 +1,7 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FinishReason, type ChatChunk, type ChatRequest, Role } from "@tokenmesh/proto/common/v1/chat";
+import { type ChatChunk, type ChatRequest, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import { InferenceServiceClient } from "@tokenmesh/proto/inference/v1/inference";
 import { type AppError, callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
@@ -33,7 +33,11 @@ function chat(content: string, over: Partial<ChatRequest> = {}): ChatRequest {
 
 async function generate(model: string, request: ChatRequest, signal?: AbortSignal): Promise<ChatChunk[]> {
   const chunks: ChatChunk[] = [];
-  for await (const res of callStream(client.generate.bind(client), { model, request }, { signal, deadlineMs: 30_000 })) {
+  for await (const res of callStream(
+    client.generate.bind(client),
+    { model, request },
+    { signal, deadlineMs: 30_000 },
+  )) {
     chunks.push(res.chunk!);
   }
   return chunks;
@@ -95,7 +99,17 @@ describe("InferenceService over gRPC", () => {
     expect(usage.outputTokens).toBe(24);
     const counted = await callUnary(client.countTokens.bind(client), {
       model: "local-tiny",
-      messages: [{ role: Role.ROLE_ASSISTANT, content: text(chunks), parts: [], name: "", toolCalls: [], toolCallId: "", refusal: "" }],
+      messages: [
+        {
+          role: Role.ROLE_ASSISTANT,
+          content: text(chunks),
+          parts: [],
+          name: "",
+          toolCalls: [],
+          toolCallId: "",
+          refusal: "",
+        },
+      ],
     });
     expect(counted.exact).toBe(true);
     // The byte-level vocabulary makes every output byte one token; countTokens adds the chat template's tokens.
@@ -117,19 +131,29 @@ describe("InferenceService over gRPC", () => {
     const ac = new AbortController();
     let seen = 0;
     const cancelled = (async () => {
-      for await (const res of callStream(client.generate.bind(client), { model: "local-tiny", request: chat("long", { maxTokens: 64 }) }, { signal: ac.signal })) {
+      for await (const res of callStream(
+        client.generate.bind(client),
+        { model: "local-tiny", request: chat("long", { maxTokens: 64 }) },
+        { signal: ac.signal },
+      )) {
         if (res.chunk?.choices.some((d) => d.content) && ++seen === 3) ac.abort();
       }
     })().catch((e: AppError) => e);
     const err = await cancelled;
     expect((err as AppError).code).toBe("CANCELLED");
     // Both slots are free again: two full requests run at once and finish.
-    const [a, b] = await Promise.all([generate("local-tiny", chat("a", { maxTokens: 16 })), generate("local-tiny", chat("b", { maxTokens: 16 }))]);
+    const [a, b] = await Promise.all([
+      generate("local-tiny", chat("a", { maxTokens: 16 })),
+      generate("local-tiny", chat("b", { maxTokens: 16 })),
+    ]);
     expect(a.at(-1)!.usage!.outputTokens + b.at(-1)!.usage!.outputTokens).toBe(32);
   });
 
   it("embeds with the local embedding model", async () => {
-    const res = await callUnary(client.embed.bind(client), { model: "local-embed", request: { model: "local-embed", input: ["a", "b"], user: "" } });
+    const res = await callUnary(client.embed.bind(client), {
+      model: "local-embed",
+      request: { model: "local-embed", input: ["a", "b"], user: "" },
+    });
     expect(res.response!.data).toHaveLength(2);
     expect(res.response!.data[0]!.values.length).toBeGreaterThan(0);
   });
@@ -144,19 +168,39 @@ describe("InferenceService over gRPC", () => {
       const tools = await generate(
         model,
         chat("call the get_weather tool", {
-          tools: [{ type: "function", function: { name: "get_weather", description: "", parameters: { type: "object", properties: { city: { type: "string" } } } } }],
+          tools: [
+            {
+              type: "function",
+              function: {
+                name: "get_weather",
+                description: "",
+                parameters: { type: "object", properties: { city: { type: "string" } } },
+              },
+            },
+          ],
         }),
       );
       const calls = tools.flatMap((c) => c.choices.flatMap((d) => d.toolCalls));
       expect(calls[0]?.function?.name).toBe("get_weather");
       expect(calls.map((c) => c.function?.arguments).join("")).toBe('{"city":"test"}');
-      expect(tools.some((c) => c.choices.some((d) => d.finishReason === FinishReason.FINISH_REASON_TOOL_CALLS))).toBe(true);
+      expect(tools.some((c) => c.choices.some((d) => d.finishReason === FinishReason.FINISH_REASON_TOOL_CALLS))).toBe(
+        true,
+      );
     }
   });
 
   it("maps upstream failures to status codes with retryable and origin kept across the hop", async () => {
-    const fail = (model: string) => generate(model, chat("x")).then(() => undefined, (e: AppError) => e);
-    expect(await fail("gpt-429")).toMatchObject({ code: "RESOURCE_EXHAUSTED", retryable: true, origin: "upstream", retryAfterMs: 7000 });
+    const fail = (model: string) =>
+      generate(model, chat("x")).then(
+        () => undefined,
+        (e: AppError) => e,
+      );
+    expect(await fail("gpt-429")).toMatchObject({
+      code: "RESOURCE_EXHAUSTED",
+      retryable: true,
+      origin: "upstream",
+      retryAfterMs: 7000,
+    });
     expect(await fail("gpt-500")).toMatchObject({ code: "UNAVAILABLE", retryable: true, origin: "upstream" });
     expect(await fail("gpt-400")).toMatchObject({ code: "INVALID_ARGUMENT", retryable: false });
     expect(await fail("gpt-badkey")).toMatchObject({ code: "PERMISSION_DENIED", retryable: false });

@@ -1,6 +1,6 @@
 import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
-import type { BudgetThresholdCrossed } from "@tokenmesh/proto/events/v1/events";
 import { BudgetThresholdEvent, decodeEvent } from "@tokenmesh/events";
+import type { BudgetThresholdCrossed } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
 import type { Redis } from "ioredis";
 import type { Budgets } from "../domain/ports.js";
@@ -90,7 +90,11 @@ export class BudgetView implements Budgets {
 
   hasHard(keyId: string, team: string, user: string): boolean {
     if (this.hard.size === 0) return false;
-    return this.hard.has(`key:${keyId}`) || (team !== "" && this.hard.has(`team:${team}`)) || (user !== "" && this.hard.has(`user:${user}`));
+    return (
+      this.hard.has(`key:${keyId}`) ||
+      (team !== "" && this.hard.has(`team:${team}`)) ||
+      (user !== "" && this.hard.has(`user:${user}`))
+    );
   }
 
   private async recheckBlocked(): Promise<void> {

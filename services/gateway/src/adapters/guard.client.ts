@@ -1,7 +1,7 @@
 import { Metadata } from "@grpc/grpc-js";
-import { ChatMessage } from "@tokenmesh/proto/common/v1/chat";
+import type { ChatMessage } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { Action, GuardServiceClient, type FilterOutputResponse } from "@tokenmesh/proto/guard/v1/guard";
+import { Action, type FilterOutputResponse, GuardServiceClient } from "@tokenmesh/proto/guard/v1/guard";
 import { callUnary, createGrpcClient, fromGrpcError } from "@tokenmesh/runtime";
 import type { Guard, InputVerdict, OutputFilter, OutputRelease } from "../domain/ports.js";
 
@@ -20,17 +20,29 @@ export class GrpcGuard implements Guard {
     this.client = createGrpcClient(GuardServiceClient, address);
   }
 
-  async checkInput(ctx: RequestContext, model: string, messages: ChatMessage[], signal: AbortSignal): Promise<InputVerdict> {
-    const res = await callUnary(this.client.checkInput.bind(this.client), { context: ctx, model, messages, policy: "" }, {
-      signal,
-      deadlineMs: 10_000,
-    });
+  async checkInput(
+    ctx: RequestContext,
+    model: string,
+    messages: ChatMessage[],
+    signal: AbortSignal,
+  ): Promise<InputVerdict> {
+    const res = await callUnary(
+      this.client.checkInput.bind(this.client),
+      { context: ctx, model, messages, policy: "" },
+      {
+        signal,
+        deadlineMs: 10_000,
+      },
+    );
     return { action: ACTIONS[res.action], messages: res.messages, ruleIds: res.ruleIds, reason: res.reason };
   }
 
   filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter {
     const call = this.client.filterOutput(new Metadata());
-    const waiting = new Map<number, { resolve: (r: { text: string; blocked: boolean; ruleIds: string[] }) => void; reject: (e: Error) => void }[]>();
+    const waiting = new Map<
+      number,
+      { resolve: (r: { text: string; blocked: boolean; ruleIds: string[] }) => void; reject: (e: Error) => void }[]
+    >();
     let failure: Error | undefined;
     const failAll = (err: Error) => {
       failure ??= err;

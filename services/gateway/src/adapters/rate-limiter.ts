@@ -75,13 +75,20 @@ export class RedisRateLimiter {
     return [`tm:rl:{${keyId}}:req`, `tm:rl:{${keyId}}:tok`];
   }
 
-  async acquire(keyId: string, limits: { rpm: number; tpm: number }, requestId: string, estimate: number): Promise<RateDecision> {
+  async acquire(
+    keyId: string,
+    limits: { rpm: number; tpm: number },
+    requestId: string,
+    estimate: number,
+  ): Promise<RateDecision> {
     if (limits.rpm <= 0 && limits.tpm <= 0) {
       return { allowed: true, limitedBy: "", remainingRequests: -1, remainingTokens: -1, resetMs: 0 };
     }
-    const [allowed, limitedBy, reqs, used, reset] = (await (
-      this.redis as unknown as { tmRateAcquire(...a: (string | number)[]): Promise<[number, string, number, number, number]> }
-    ).tmRateAcquire(...this.keys(keyId), limits.rpm, limits.tpm, requestId, Math.max(0, Math.ceil(estimate)))) ;
+    const [allowed, limitedBy, reqs, used, reset] = await (
+      this.redis as unknown as {
+        tmRateAcquire(...a: (string | number)[]): Promise<[number, string, number, number, number]>;
+      }
+    ).tmRateAcquire(...this.keys(keyId), limits.rpm, limits.tpm, requestId, Math.max(0, Math.ceil(estimate)));
     return {
       allowed: allowed === 1,
       limitedBy: limitedBy as RateDecision["limitedBy"],

@@ -19,7 +19,11 @@ export class GrpcRouter implements Router {
   }
 
   async embed(ctx: RequestContext, request: EmbedRequest, signal: AbortSignal) {
-    const res = await callUnary(this.client.embed.bind(this.client), { context: ctx, request }, { signal, deadlineMs: 60_000 });
+    const res = await callUnary(
+      this.client.embed.bind(this.client),
+      { context: ctx, request },
+      { signal, deadlineMs: 60_000 },
+    );
     return {
       response: res.response ?? { model: request.model, data: [], usage: undefined },
       model: res.route?.model ?? request.model,

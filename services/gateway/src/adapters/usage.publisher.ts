@@ -1,5 +1,5 @@
-import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { type EventPublisher, UsageRecordedEvent } from "@tokenmesh/events";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
 import type { UsageSink } from "../domain/ports.js";
 

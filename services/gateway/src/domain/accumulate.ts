@@ -13,7 +13,10 @@ import {
  * (id/name from the first delta, arguments appended), the last finish reason and usage win.
  */
 export class ResponseAccumulator {
-  private readonly choices = new Map<number, { content: string; refusal: string; tools: Map<number, ToolCall>; finish: FinishReason }>();
+  private readonly choices = new Map<
+    number,
+    { content: string; refusal: string; tools: Map<number, ToolCall>; finish: FinishReason }
+  >();
   usage: Usage | undefined;
   id = "";
   created = 0;

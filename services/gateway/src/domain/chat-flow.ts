@@ -73,14 +73,26 @@ class UsageDraft {
   readonly started = performance.now();
   readonly traceId = currentTraceIds().traceId;
   constructor(
-    readonly call: { requestId: string; modelRequested: string; user: string; endpoint: "chat" | "embeddings"; signal: AbortSignal },
+    readonly call: {
+      requestId: string;
+      modelRequested: string;
+      user: string;
+      endpoint: "chat" | "embeddings";
+      signal: AbortSignal;
+    },
     readonly stream: boolean,
   ) {}
 }
 
 function draftFor(call: ChatCall, stream: boolean): UsageDraft {
   return new UsageDraft(
-    { requestId: call.requestId, modelRequested: call.request.model, user: call.request.user, endpoint: call.endpoint, signal: call.signal },
+    {
+      requestId: call.requestId,
+      modelRequested: call.request.model,
+      user: call.request.user,
+      endpoint: call.endpoint,
+      signal: call.signal,
+    },
     stream,
   );
 }
@@ -131,7 +143,10 @@ export class ChatFlow {
   resolveModel(principal: Principal, requested: string, kind: "chat" | "embedding"): string {
     const entry = findModel(this.deps.catalog(), requested);
     if (!entry && requested !== "auto") {
-      throw new AppError("NOT_FOUND", `The model '${requested}' does not exist`, { reason: "model_not_found", param: "model" });
+      throw new AppError("NOT_FOUND", `The model '${requested}' does not exist`, {
+        reason: "model_not_found",
+        param: "model",
+      });
     }
     if (!modelAllowed(principal, requested, entry?.id)) {
       throw new AppError("PERMISSION_DENIED", `This key is not allowed to use the model '${requested}'`, {
@@ -140,9 +155,13 @@ export class ChatFlow {
       });
     }
     if (entry && entry.kind !== kind) {
-      throw new AppError("INVALID_ARGUMENT", `The model '${requested}' is ${entry.kind === "chat" ? "a chat" : "an embedding"} model`, {
-        param: "model",
-      });
+      throw new AppError(
+        "INVALID_ARGUMENT",
+        `The model '${requested}' is ${entry.kind === "chat" ? "a chat" : "an embedding"} model`,
+        {
+          param: "model",
+        },
+      );
     }
     return entry?.id ?? requested;
   }
@@ -220,7 +239,13 @@ export class ChatFlow {
   /** An embeddings request: authenticate, check the model, rate limit, route, and record usage. */
   async embed(call: EmbedCall): Promise<{ response: EmbedResponse; rate: RateInfo | undefined }> {
     const draft = new UsageDraft(
-      { requestId: call.requestId, modelRequested: call.request.model, user: call.request.user, endpoint: "embeddings", signal: call.signal },
+      {
+        requestId: call.requestId,
+        modelRequested: call.request.model,
+        user: call.request.user,
+        endpoint: "embeddings",
+        signal: call.signal,
+      },
       false,
     );
     try {
@@ -233,7 +258,13 @@ export class ChatFlow {
       }
       const estimate = Math.ceil(call.request.input.reduce((n, s) => n + s.length, 0) / 4) + call.request.input.length;
       const rate = await this.limit(principal, call.requestId, estimate);
-      const ctx: RequestContext = { requestId: call.requestId, keyId: principal.keyId, team: principal.team, user, priority: 0 };
+      const ctx: RequestContext = {
+        requestId: call.requestId,
+        keyId: principal.keyId,
+        team: principal.team,
+        user,
+        priority: 0,
+      };
       const out = await this.deps.router.embed(ctx, { ...call.request, model: draft.model }, call.signal);
       draft.model = out.model;
       draft.provider = out.provider;
@@ -276,9 +307,13 @@ export class ChatFlow {
     const ctx = this.context(principal, call);
     const verdict = await this.deps.guard.checkInput(ctx, modelId, request.messages, call.signal);
     if (verdict.action === "block") {
-      throw new AppError("INVALID_ARGUMENT", `The request was blocked by the content policy (${verdict.ruleIds.join(", ")})`, {
-        reason: "content_policy_violation",
-      });
+      throw new AppError(
+        "INVALID_ARGUMENT",
+        `The request was blocked by the content policy (${verdict.ruleIds.join(", ")})`,
+        {
+          reason: "content_policy_violation",
+        },
+      );
     }
     const routed = verdict.action === "redact" ? { ...request, messages: verdict.messages } : request;
     const rest = this.deps.router.route(ctx, routed, call.signal)[Symbol.asyncIterator]();
@@ -315,7 +350,16 @@ export class ChatFlow {
     const meta = { id: first.id, created: first.created, model: first.model };
     const textChunk = (index: number, content: string): ChatChunk => ({
       ...meta,
-      choices: [{ index, role: Role.ROLE_UNSPECIFIED, content, toolCalls: [], finishReason: FinishReason.FINISH_REASON_UNSPECIFIED, refusal: "" }],
+      choices: [
+        {
+          index,
+          role: Role.ROLE_UNSPECIFIED,
+          content,
+          toolCalls: [],
+          finishReason: FinishReason.FINISH_REASON_UNSPECIFIED,
+          refusal: "",
+        },
+      ],
       usage: undefined,
     });
     const stop = new AbortController();
@@ -352,7 +396,16 @@ export class ChatFlow {
           blocked ||= rest.blocked;
           out.push({
             ...meta,
-            choices: [{ index: d.index, role: Role.ROLE_UNSPECIFIED, content: "", toolCalls: [], refusal: "", finishReason: blocked ? FinishReason.FINISH_REASON_CONTENT_FILTER : d.finishReason }],
+            choices: [
+              {
+                index: d.index,
+                role: Role.ROLE_UNSPECIFIED,
+                content: "",
+                toolCalls: [],
+                refusal: "",
+                finishReason: blocked ? FinishReason.FINISH_REASON_CONTENT_FILTER : d.finishReason,
+              },
+            ],
             usage: undefined,
           });
         }

@@ -93,7 +93,13 @@ export interface RateLimiter {
     limits: { rpm: number; tpm: number },
     requestId: string,
     estimate: number,
-  ): Promise<{ allowed: boolean; limitedBy: string; remainingRequests: number; remainingTokens: number; resetMs: number }>;
+  ): Promise<{
+    allowed: boolean;
+    limitedBy: string;
+    remainingRequests: number;
+    remainingTokens: number;
+    resetMs: number;
+  }>;
   settle(keyId: string, requestId: string, estimate: number, actual: number): Promise<void>;
 }
 

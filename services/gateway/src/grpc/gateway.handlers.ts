@@ -57,7 +57,9 @@ export function gatewayHandlers(deps: { flow: ChatFlow; router: Router }): Handl
         models:
           principal.admin || principal.models.length === 0
             ? models
-            : models.filter((m) => principal.models.includes(m.id) || m.aliases.some((a) => principal.models.includes(a))),
+            : models.filter(
+                (m) => principal.models.includes(m.id) || m.aliases.some((a) => principal.models.includes(a)),
+              ),
       };
     },
   };

@@ -2,8 +2,8 @@ import { Period, Scope, type UsageTotals } from "@tokenmesh/proto/cost/v1/cost";
 import { AppError, callUnary } from "@tokenmesh/runtime";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { bearerToken, hashSecret, type KeyRecord, newKey, sameHash } from "../domain/keys.js";
 import type { GrpcCost } from "../adapters/cost.client.js";
+import { bearerToken, hashSecret, type KeyRecord, newKey, sameHash } from "../domain/keys.js";
 import type { KeyStore } from "../domain/ports.js";
 import { firstIssue } from "./openai.schema.js";
 
@@ -16,7 +16,12 @@ const CreateKeyBody = z.object({
   tpm: z.number().int().min(0).default(0),
 });
 
-const SCOPES = { key: Scope.SCOPE_KEY, team: Scope.SCOPE_TEAM, user: Scope.SCOPE_USER, model: Scope.SCOPE_MODEL } as const;
+const SCOPES = {
+  key: Scope.SCOPE_KEY,
+  team: Scope.SCOPE_TEAM,
+  user: Scope.SCOPE_USER,
+  model: Scope.SCOPE_MODEL,
+} as const;
 const PERIODS = { day: Period.PERIOD_DAY, month: Period.PERIOD_MONTH } as const;
 const SCOPE_NAMES = Object.fromEntries(Object.entries(SCOPES).map(([k, v]) => [v, k])) as Record<Scope, string>;
 const PERIOD_NAMES = Object.fromEntries(Object.entries(PERIODS).map(([k, v]) => [v, k])) as Record<Period, string>;
@@ -30,7 +35,11 @@ const BudgetBody = z.object({
   thresholds: z.array(z.number().gt(0).max(10)).optional(),
 });
 
-const BudgetQuery = z.object({ scope: z.enum(["key", "team", "user"]), id: z.string().min(1), period: z.enum(["day", "month"]) });
+const BudgetQuery = z.object({
+  scope: z.enum(["key", "team", "user"]),
+  id: z.string().min(1),
+  period: z.enum(["day", "month"]),
+});
 
 const UsageQuery = z
   .object({
@@ -39,10 +48,19 @@ const UsageQuery = z
     user: z.string().min(1).optional(),
     model: z.string().min(1).optional(),
     period: z.enum(["day", "month"]).default("month"),
-    start: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(),
-    end: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(),
+    start: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/)
+      .optional(),
+    end: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/)
+      .optional(),
   })
-  .refine((q) => [q.keyId, q.team, q.user, q.model].filter(Boolean).length === 1, "give exactly one of keyId, team, user, model");
+  .refine(
+    (q) => [q.keyId, q.team, q.user, q.model].filter(Boolean).length === 1,
+    "give exactly one of keyId, team, user, model",
+  );
 
 function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
   const parsed = schema.safeParse(value ?? {});
@@ -66,7 +84,16 @@ function totals(t: UsageTotals | undefined) {
 
 /** The public view of a key record: never the hash, never the secret. */
 function view(r: KeyRecord) {
-  return { id: r.id, name: r.name, team: r.team, user: r.user, models: r.models, rpm: r.rpm, tpm: r.tpm, created_at: r.createdAt };
+  return {
+    id: r.id,
+    name: r.name,
+    team: r.team,
+    user: r.user,
+    models: r.models,
+    rpm: r.rpm,
+    tpm: r.tpm,
+    created_at: r.createdAt,
+  };
 }
 
 /**
@@ -84,7 +111,8 @@ export function registerAdminRoutes(
   },
 ): void {
   const requireAdmin = async (req: FastifyRequest) => {
-    if (!deps.adminKeyHash) throw new AppError("PERMISSION_DENIED", "The admin API is disabled: set TOKENMESH_ADMIN_KEY");
+    if (!deps.adminKeyHash)
+      throw new AppError("PERMISSION_DENIED", "The admin API is disabled: set TOKENMESH_ADMIN_KEY");
     const token = bearerToken(req.headers.authorization);
     if (!token) throw new AppError("UNAUTHENTICATED", "Missing admin key", { reason: "invalid_api_key" });
     if (!sameHash(hashSecret(token), deps.adminKeyHash)) {
@@ -119,28 +147,53 @@ export function registerAdminRoutes(
     admin.put("/admin/budgets", async (req) => {
       const b = parseOr400(BudgetBody, req.body);
       const client = deps.cost.client;
-      const res = await callUnary(client.setBudget.bind(client), {
-        budget: {
-          scope: SCOPES[b.scope],
-          id: b.id,
-          period: PERIODS[b.period],
-          limitUsd: b.limitUsd,
-          hard: b.hard,
-          thresholds: b.thresholds ?? [],
+      const res = await callUnary(
+        client.setBudget.bind(client),
+        {
+          budget: {
+            scope: SCOPES[b.scope],
+            id: b.id,
+            period: PERIODS[b.period],
+            limitUsd: b.limitUsd,
+            hard: b.hard,
+            thresholds: b.thresholds ?? [],
+          },
         },
-      }, { deadlineMs: 5_000 });
+        { deadlineMs: 5_000 },
+      );
       deps.onBudgetSet(b.scope, b.id);
       const saved = res.budget!;
-      return { scope: SCOPE_NAMES[saved.scope], id: saved.id, period: PERIOD_NAMES[saved.period], limitUsd: saved.limitUsd, hard: saved.hard, thresholds: saved.thresholds };
+      return {
+        scope: SCOPE_NAMES[saved.scope],
+        id: saved.id,
+        period: PERIOD_NAMES[saved.period],
+        limitUsd: saved.limitUsd,
+        hard: saved.hard,
+        thresholds: saved.thresholds,
+      };
     });
 
     admin.get("/admin/budgets", async (req) => {
       const q = parseOr400(BudgetQuery, req.query);
       const client = deps.cost.client;
-      const res = await callUnary(client.getBudget.bind(client), { scope: SCOPES[q.scope], id: q.id, period: PERIODS[q.period] }, { deadlineMs: 5_000 });
+      const res = await callUnary(
+        client.getBudget.bind(client),
+        { scope: SCOPES[q.scope], id: q.id, period: PERIODS[q.period] },
+        { deadlineMs: 5_000 },
+      );
       const b = res.budget;
       return {
-        budget: res.found && b ? { scope: SCOPE_NAMES[b.scope], id: b.id, period: PERIOD_NAMES[b.period], limitUsd: b.limitUsd, hard: b.hard, thresholds: b.thresholds } : null,
+        budget:
+          res.found && b
+            ? {
+                scope: SCOPE_NAMES[b.scope],
+                id: b.id,
+                period: PERIOD_NAMES[b.period],
+                limitUsd: b.limitUsd,
+                hard: b.hard,
+                thresholds: b.thresholds,
+              }
+            : null,
         spentUsd: res.spentUsd,
         heldUsd: res.heldUsd,
       };
@@ -148,15 +201,25 @@ export function registerAdminRoutes(
 
     admin.get("/admin/usage", async (req) => {
       const q = parseOr400(UsageQuery, req.query);
-      const [scope, id] = q.keyId ? (["key", q.keyId] as const) : q.team ? (["team", q.team] as const) : q.user ? (["user", q.user] as const) : (["model", q.model!] as const);
+      const [scope, id] = q.keyId
+        ? (["key", q.keyId] as const)
+        : q.team
+          ? (["team", q.team] as const)
+          : q.user
+            ? (["user", q.user] as const)
+            : (["model", q.model!] as const);
       const client = deps.cost.client;
-      const res = await callUnary(client.getUsage.bind(client), {
-        scope: SCOPES[scope],
-        id,
-        period: PERIODS[q.period],
-        startDay: q.start ?? "",
-        endDay: q.end ?? "",
-      }, { deadlineMs: 10_000 });
+      const res = await callUnary(
+        client.getUsage.bind(client),
+        {
+          scope: SCOPES[scope],
+          id,
+          period: PERIODS[q.period],
+          startDay: q.start ?? "",
+          endDay: q.end ?? "",
+        },
+        { deadlineMs: 10_000 },
+      );
       return {
         ...totals(res.totals),
         byModel: Object.fromEntries(Object.entries(res.byModel).map(([m, t]) => [m, totals(t)])),

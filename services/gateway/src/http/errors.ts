@@ -7,14 +7,20 @@ function fromFastify(err: FastifyError): AppError | undefined {
   switch (err.code) {
     case "FST_ERR_CTP_INVALID_JSON_BODY":
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new AppError("INVALID_ARGUMENT", "We could not parse the JSON body of your request.", { reason: "invalid_json" });
+      return new AppError("INVALID_ARGUMENT", "We could not parse the JSON body of your request.", {
+        reason: "invalid_json",
+      });
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new AppError("INVALID_ARGUMENT", "The request body is too large.", { reason: "request_too_large" });
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new AppError("INVALID_ARGUMENT", "Send the request body as application/json.", { reason: "invalid_content_type" });
+      return new AppError("INVALID_ARGUMENT", "Send the request body as application/json.", {
+        reason: "invalid_content_type",
+      });
     default:
       if (err.statusCode === 400 && err.name === "SyntaxError") {
-        return new AppError("INVALID_ARGUMENT", "We could not parse the JSON body of your request.", { reason: "invalid_json" });
+        return new AppError("INVALID_ARGUMENT", "We could not parse the JSON body of your request.", {
+          reason: "invalid_json",
+        });
       }
       return undefined;
   }
@@ -31,7 +37,10 @@ export function registerErrorHandler(app: FastifyInstance, logger: Logger): void
     void reply.code(status).headers(mapped.headers).send(mapped.body);
   });
   app.setNotFoundHandler((req, reply) => {
-    const mapped = toHttpError(new AppError("NOT_FOUND", `Unknown path ${req.method} ${req.url.split("?")[0]}`), req.id);
+    const mapped = toHttpError(
+      new AppError("NOT_FOUND", `Unknown path ${req.method} ${req.url.split("?")[0]}`),
+      req.id,
+    );
     void reply.code(404).send(mapped.body);
   });
 }

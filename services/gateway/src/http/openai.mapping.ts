@@ -24,7 +24,11 @@ const ROLES: Record<ChatCompletionBody["messages"][number]["role"], Role> = {
 function toolChoice(c: ChatCompletionBody["tool_choice"]): ToolChoice | undefined {
   if (c === undefined) return undefined;
   if (typeof c === "string") {
-    const mode = { none: ToolChoiceMode.TOOL_CHOICE_MODE_NONE, auto: ToolChoiceMode.TOOL_CHOICE_MODE_AUTO, required: ToolChoiceMode.TOOL_CHOICE_MODE_REQUIRED }[c];
+    const mode = {
+      none: ToolChoiceMode.TOOL_CHOICE_MODE_NONE,
+      auto: ToolChoiceMode.TOOL_CHOICE_MODE_AUTO,
+      required: ToolChoiceMode.TOOL_CHOICE_MODE_REQUIRED,
+    }[c];
     return { mode };
   }
   return { functionName: c.function.name };
@@ -37,7 +41,9 @@ export function toChatRequest(b: ChatCompletionBody): ChatRequest {
     content: typeof m.content === "string" ? m.content : "",
     parts: Array.isArray(m.content)
       ? m.content.map((p) =>
-          p.type === "text" ? { text: p.text } : { imageUrl: { url: p.image_url.url, detail: p.image_url.detail ?? "" } },
+          p.type === "text"
+            ? { text: p.text }
+            : { imageUrl: { url: p.image_url.url, detail: p.image_url.detail ?? "" } },
         )
       : [],
     name: m.name ?? "",
@@ -85,7 +91,9 @@ export function toChatRequest(b: ChatCompletionBody): ChatRequest {
       : undefined,
     ...(b.temperature != null ? { temperature: b.temperature } : {}),
     ...(b.top_p != null ? { topP: b.top_p } : {}),
-    ...((b.max_completion_tokens ?? b.max_tokens) != null ? { maxTokens: (b.max_completion_tokens ?? b.max_tokens)! } : {}),
+    ...((b.max_completion_tokens ?? b.max_tokens) != null
+      ? { maxTokens: (b.max_completion_tokens ?? b.max_tokens)! }
+      : {}),
     stop: b.stop == null ? [] : typeof b.stop === "string" ? [b.stop] : b.stop,
     ...(b.seed != null ? { seed: b.seed } : {}),
     n: b.n ?? 1,

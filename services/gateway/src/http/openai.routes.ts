@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
 import { metrics } from "../metrics.js";
-import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
+import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
   if (!rate) return {};
@@ -23,7 +23,10 @@ function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
   return h;
 }
 
-function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } }, body: unknown): T {
+function parse<T>(
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } },
+  body: unknown,
+): T {
   if (body === undefined || body === null || typeof body !== "object") {
     throw new AppError("INVALID_ARGUMENT", "The request body must be a JSON object.", { reason: "invalid_request" });
   }
@@ -36,7 +39,7 @@ function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | 
 }
 
 /** Aborts when the client goes away before the response is complete. */
-function clientGone(req: FastifyRequest, reply: FastifyReply): AbortSignal {
+function clientGone(reply: FastifyReply): AbortSignal {
   const ac = new AbortController();
   reply.raw.on("close", () => {
     if (!reply.raw.writableFinished) ac.abort(new AppError("CANCELLED", "client closed the connection"));
@@ -51,8 +54,14 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
   app.post("/v1/chat/completions", async (req, reply) => {
     const body = parse(ChatCompletionBody, req.body);
     const request = toChatRequest(body);
-    const signal = clientGone(req, reply);
-    const call = { authorization: req.headers.authorization, requestId: req.id, request, signal, endpoint: "chat" as const };
+    const signal = clientGone(reply);
+    const call = {
+      authorization: req.headers.authorization,
+      requestId: req.id,
+      request,
+      signal,
+      endpoint: "chat" as const,
+    };
     if (!request.stream) {
       const { response, rate } = await flow.complete(call);
       metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
@@ -86,7 +95,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
 
   app.post("/v1/embeddings", async (req, reply) => {
     const body = parse(EmbeddingsBody, req.body);
-    const signal = clientGone(req, reply);
+    const signal = clientGone(reply);
     const { response, rate } = await flow.embed({
       authorization: req.headers.authorization,
       requestId: req.id,
@@ -105,9 +114,10 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
   app.get("/v1/models", async (req, reply) => {
     const principal = await flow.authenticate(req.headers.authorization);
     const models = await deps.router.listModels(AbortSignal.timeout(5_000));
-    const allowed = principal.admin || principal.models.length === 0
-      ? models
-      : models.filter((m) => principal.models.includes(m.id) || m.aliases.some((a) => principal.models.includes(a)));
+    const allowed =
+      principal.admin || principal.models.length === 0
+        ? models
+        : models.filter((m) => principal.models.includes(m.id) || m.aliases.some((a) => principal.models.includes(a)));
     return reply.send({
       object: "list",
       data: allowed.map((m) => ({ id: m.id, object: "model", created: 0, owned_by: m.ownedBy || m.engine })),

@@ -37,7 +37,7 @@ export class ModelRegistry {
     for (const [id, served] of next) {
       const old = previous.get(id);
       if (old && JSON.stringify(old.entry) === JSON.stringify(served.entry)) continue;
-      if (old && old.engine.unload && old.entry.engine === "local") await old.engine.unload(id);
+      // An engine's load() reloads a changed model itself once the requests running on the old one finish.
       if (served.engine.load) {
         loads.push(served.engine.load(served.entry).catch((err) => this.options.onLoadError?.(id, err)));
       }

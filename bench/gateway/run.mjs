@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// Gateway overhead: the shared harness (../shared/bench-harness) measures Tokenmesh and the Portkey gateway against
+// the same mock upstream in one run, then prints one comparison line. See README.md.
+//
+//   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const harness = resolve(process.env.BENCH_HARNESS ?? join(root, "../shared/bench-harness"));
+if (!existsSync(join(harness, "bench.js"))) {
+  console.error(`bench harness not found at ${harness}; set BENCH_HARNESS`);
+  process.exit(2);
+}
+const args = process.argv.slice(2);
+const skipPortkey = args.includes("--skip-portkey");
+const benchArgs = args.filter((a) => a !== "--skip-portkey");
+const dir = mkdtempSync(join(tmpdir(), "tokenmesh-bench-"));
+const children = [];
+const freePort = () =>
+  new Promise((res) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+const start = (name, cmd, argv, opts = {}) => {
+  const c = spawn(cmd, argv, { stdio: ["ignore", "ignore", "inherit"], ...opts });
+  children.push(c);
+  c.name = name;
+  return c;
+};
+const stopAll = () => {
+  for (const c of children.reverse()) if (c.exitCode === null) c.kill("SIGTERM");
+};
+process.on("exit", stopAll);
+process.on("SIGINT", () => process.exit(130));
+const waitHttp = async (url, ms = 60_000) => {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} not ready`);
+};
+
+if (!existsSync(join(root, "services/gateway/dist/main.js"))) {
+  spawnSync("npm", ["run", "build"], { cwd: root, stdio: "inherit" });
+}
+const [natsPort, redisPort, mockPort] = [await freePort(), await freePort(), await freePort()];
+start("nats", "nats-server", ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", join(dir, "nats")]);
+start("redis", "redis-server", [
+  "--port",
+  String(redisPort),
+  "--bind",
+  "127.0.0.1",
+  "--save",
+  "",
+  "--appendonly",
+  "no",
+]);
+const mock = start("mock", process.execPath, [join(harness, "mock-upstream.js")], {
+  env: { ...process.env, MOCK_PORT: String(mockPort) },
+});
+const mockUrl = `http://127.0.0.1:${mockPort}/v1`;
+writeFileSync(
+  join(dir, "mesh.yaml"),
+  `models:\n  - { id: gpt-4o-mini, engine: openai, base_url: "${mockUrl}", upstream_model: gpt-4o-mini }\n`,
+);
+const ports = {};
+for (const s of ["guard", "router", "inference", "cost", "gateway"]) ports[s] = [await freePort(), await freePort()];
+const adminKey = "bench-admin-key-0123456789";
+const env = {
+  ...process.env,
+  NATS_URL: `nats://127.0.0.1:${natsPort}`,
+  REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+  MESH_CONFIG: join(dir, "mesh.yaml"),
+  LOG_LEVEL: "warn",
+  TOKENMESH_ADMIN_KEY: adminKey,
+  INFERENCE_ADDR: `127.0.0.1:${ports.inference[0]}`,
+  GUARD_ADDR: `127.0.0.1:${ports.guard[0]}`,
+  ROUTER_ADDR: `127.0.0.1:${ports.router[0]}`,
+  COST_ADDR: `127.0.0.1:${ports.cost[0]}`,
+  GATEWAY_HTTP_PORT: String(ports.gateway[1]),
+  GATEWAY_GRPC_PORT: String(ports.gateway[0]),
+};
+await new Promise((r) => setTimeout(r, 500));
+const pids = {};
+for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
+  const upper = s.toUpperCase();
+  const c = start(s, process.execPath, ["--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
+    cwd: join(root, "services", s),
+    env: { ...env, [`${upper}_GRPC_PORT`]: String(ports[s][0]), [`${upper}_OPS_PORT`]: String(ports[s][1]) },
+  });
+  pids[s] = c.pid;
+  await waitHttp(`http://127.0.0.1:${ports[s][1]}/readyz`);
+}
+const gateway = `http://127.0.0.1:${ports.gateway[1]}`;
+const keyRes = await fetch(`${gateway}/admin/keys`, {
+  method: "POST",
+  headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+  body: JSON.stringify({ name: "bench" }),
+});
+const { key } = await keyRes.json();
+
+const run = (label, argv, extraEnv = {}) => {
+  const out = join(dir, `${label}.json`);
+  const r = spawnSync(process.execPath, [join(harness, "bench.js"), ...argv, "--out", out, ...benchArgs], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, ...extraEnv },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const text = r.stdout.toString();
+  process.stdout.write(text);
+  return text.trim().split("\n").at(-1);
+};
+const watch = Object.entries(pids).flatMap(([n, p]) => ["--watch-pid", `${n}=${p}`]);
+const tm = run("tokenmesh", [
+  "--baseline",
+  mockUrl,
+  "--target",
+  `${gateway}/v1`,
+  "--label",
+  "tokenmesh",
+  "-H",
+  `Authorization: Bearer ${key}`,
+  ...watch,
+]);
+mock.kill("SIGTERM");
+
+let pk;
+if (!skipPortkey) {
+  const r = spawnSync("bash", [join(harness, "examples/portkey/run.sh"), ...benchArgs], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, OUT: join(dir, "portkey.json") },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  process.stdout.write(r.stdout.toString());
+  pk = r.stdout.toString().trim().split("\n").at(-1);
+}
+const parse = (line) =>
+  Object.fromEntries(
+    (line ?? "")
+      .split(" ")
+      .map((kv) => kv.split("="))
+      .filter((x) => x.length === 2),
+  );
+const a = parse(tm);
+const b = parse(pk);
+const ratio = (x, y) => (Number(y) > 0 ? (Number(x) / Number(y)).toFixed(2) : "n/a");
+console.log(
+  `tokenmesh_rps=${a.rps} portkey_rps=${b.rps ?? "n/a"} rps_vs_portkey=${ratio(a.rps, b.rps)} ` +
+    `tokenmesh_overhead_p99_ms=${a.overhead_p99_ms} portkey_overhead_p99_ms=${b.overhead_p99_ms ?? "n/a"} p99_overhead_vs_portkey=${ratio(a.overhead_p99_ms, b.overhead_p99_ms)} ` +
+    `tokenmesh_stream_ttfb_overhead_p50_ms=${a.stream_ttfb_overhead_p50_ms} rate=${a.rate}`,
+);

@@ -1,0 +1,332 @@
+import { randomBytes } from "node:crypto";
+import { Metadata } from "@grpc/grpc-js";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { decodeEvent, UsageRecordedEvent } from "@tokenmesh/events";
+import { Role } from "@tokenmesh/proto/common/v1/chat";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { GatewayServiceClient } from "@tokenmesh/proto/gateway/v1/gateway";
+import { type AppError, callStream, callUnary, createGrpcClient } from "@tokenmesh/runtime";
+import { waitFor } from "@tokenmesh/testing";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ADMIN_KEY, createKey, type Mesh, startMesh } from "./mesh.js";
+
+let mesh: Mesh;
+let nc: NatsConnection;
+let key: { id: string; key: string };
+let client: OpenAI;
+const usage = new Map<string, UsageRecorded>();
+
+beforeAll(async () => {
+  mesh = await startMesh({ natsUrl: inject("natsUrl"), redisUrl: inject("redisUrl") });
+  nc = await connect({ servers: inject("natsUrl") });
+  // Every usage event the mesh publishes, by request id (an ordered consumer from now on).
+  const consumer = await jetstream(nc).consumers.get("LLM_USAGE", { deliver_policy: "new" as never });
+  void (async () => {
+    for await (const m of await consumer.consume()) {
+      const e = decodeEvent(UsageRecordedEvent, m.data);
+      usage.set(e.requestId, e);
+    }
+  })();
+  key = await createKey(mesh.gateways[0]!.http, { name: "e2e", team: "team-e2e", user: "alice" });
+  client = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: key.key, maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await mesh?.stop();
+});
+
+const user = (content: string) => ({ role: "user" as const, content });
+const usageOf = (requestId: string) =>
+  waitFor(() => usage.get(requestId), { timeoutMs: 10_000, description: `usage event ${requestId}` });
+
+describe("the mesh through the official OpenAI client", () => {
+  it("answers a chat completion from the local engine, and publishes matching usage", async () => {
+    const { data, response } = await client.chat.completions
+      .create({ model: "local-tiny", messages: [user("hello mesh")], max_tokens: 12, seed: 3 })
+      .withResponse();
+    expect(data.object).toBe("chat.completion");
+    expect(data.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    expect(data.choices[0]!.finish_reason).toBe("length");
+    expect(data.usage!.completion_tokens).toBe(12);
+    const requestId = response.headers.get("x-request-id")!;
+    expect(requestId).toBeTruthy();
+    const e = await usageOf(requestId);
+    expect(e).toMatchObject({
+      keyId: key.id,
+      team: "team-e2e",
+      user: "alice",
+      modelRequested: "local-tiny",
+      model: "local-tiny",
+      provider: "local",
+      inputTokens: data.usage!.prompt_tokens,
+      outputTokens: 12,
+      status: "ok",
+      stream: false,
+    });
+  });
+
+  it("streams with a final usage chunk, resolving an alias", async () => {
+    const stream = await client.chat.completions.create({
+      model: "tiny",
+      messages: [user("stream please")],
+      max_tokens: 10,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let final: OpenAI.CompletionUsage | undefined | null;
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      if (chunk.usage) final = chunk.usage;
+    }
+    expect(text.length).toBeGreaterThan(0);
+    expect(finish).toBe("length");
+    expect(final?.completion_tokens).toBe(10);
+  });
+
+  it("passes tool calls through, streaming and not", async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: "function",
+        function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+      },
+    ];
+    const whole = await client.chat.completions.create({
+      model: "gpt-fake",
+      messages: [user("call the get_weather tool")],
+      tools,
+    });
+    expect(whole.choices[0]!.finish_reason).toBe("tool_calls");
+    const call = whole.choices[0]!.message.tool_calls![0]! as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(call.function).toEqual({ name: "get_weather", arguments: '{"city":"test"}' });
+
+    const stream = await client.chat.completions.create({
+      model: "gpt",
+      messages: [user("call the get_weather tool")],
+      tools,
+      stream: true,
+    });
+    let args = "";
+    let name = "";
+    for await (const chunk of stream) {
+      for (const t of chunk.choices[0]?.delta.tool_calls ?? []) {
+        name ||= t.function?.name ?? "";
+        args += t.function?.arguments ?? "";
+      }
+    }
+    expect(name).toBe("get_weather");
+    expect(args).toBe('{"city":"test"}');
+  });
+
+  it("embeds, locally and upstream", async () => {
+    const local = await client.embeddings.create({ model: "local-embed", input: ["one", "two"] });
+    expect(local.data).toHaveLength(2);
+    expect(local.data[0]!.embedding.length).toBeGreaterThan(0);
+    const upstream = await client.embeddings.create({ model: "embed-fake", input: "hello" });
+    expect(upstream.data[0]!.embedding).toHaveLength(8);
+  });
+
+  it("lists models", async () => {
+    const ids = (await client.models.list()).data.map((m) => m.id);
+    expect(ids).toEqual(expect.arrayContaining(["local-tiny", "gpt-fake", "claude-fake", "local-embed"]));
+  });
+
+  it("falls back to the next model when the first keeps failing", async () => {
+    const { data, response } = await client.chat.completions
+      .create({ model: "flaky-with-fallback", messages: [user("fallback works")] })
+      .withResponse();
+    expect(data.choices[0]!.message.content).toBe("fallback works");
+    const e = await usageOf(response.headers.get("x-request-id")!);
+    expect(e.model).toBe("gpt-fake");
+  });
+
+  it("redacts a secret in the output and blocks a configured pattern", async () => {
+    const secret = `sk-proj-${randomBytes(24).toString("hex")}`;
+    const r = await client.chat.completions.create({ model: "gpt-fake", messages: [user(`my key is ${secret}`)] });
+    expect(r.choices[0]!.message.content).not.toContain(secret);
+    expect(r.choices[0]!.message.content).toContain("[REDACTED");
+    const blocked = await client.chat.completions
+      .create({ model: "gpt-fake", messages: [user("connect to db.corp.internal now")] })
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect(blocked).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((blocked as InstanceType<typeof OpenAI.APIError>).code).toBe("content_policy_violation");
+  });
+});
+
+describe("errors in OpenAI's format", () => {
+  const post = (body: string, headers: Record<string, string> = {}) =>
+    fetch(`${mesh.gateways[0]!.http}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json", ...headers },
+      body,
+    });
+
+  it("400 for malformed JSON and for invalid fields, naming the parameter", async () => {
+    const bad = await post("{not json");
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { type: string } }).error.type).toBe("invalid_request_error");
+    const err = await client.chat.completions
+      .create({ model: "local-tiny", messages: [user("x")], temperature: 7 })
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).param).toBe("temperature");
+  });
+
+  it("401 for a missing or wrong key", async () => {
+    const anon = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: "tm-wrong", maxRetries: 0 });
+    await expect(anon.chat.completions.create({ model: "local-tiny", messages: [user("x")] })).rejects.toBeInstanceOf(
+      OpenAI.AuthenticationError,
+    );
+    const none = await post(JSON.stringify({ model: "local-tiny", messages: [user("x")] }), { authorization: "" });
+    expect(none.status).toBe(401);
+  });
+
+  it("403 for a model the key may not use, 404 for an unknown model", async () => {
+    const limited = await createKey(mesh.gateways[0]!.http, { name: "only-local", models: ["local-tiny"] });
+    const c = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: limited.key, maxRetries: 0 });
+    await expect(c.chat.completions.create({ model: "gpt-fake", messages: [user("x")] })).rejects.toBeInstanceOf(
+      OpenAI.PermissionDeniedError,
+    );
+    await expect(
+      client.chat.completions.create({ model: "no-such-model", messages: [user("x")] }),
+    ).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it("413 for a body over the limit", async () => {
+    const res = await post(JSON.stringify({ model: "local-tiny", messages: [user("x".repeat(5 * 1024 * 1024))] }));
+    expect(res.status).toBe(413);
+  });
+
+  it("429 with retry-after when a key's rate limit is reached", async () => {
+    const limited = await createKey(mesh.gateways[0]!.http, { name: "rpm-1", rpm: 1 });
+    const c = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: limited.key, maxRetries: 0 });
+    const ok = await c.chat.completions.create({ model: "gpt-fake", messages: [user("first")] }).withResponse();
+    expect(ok.response.headers.get("x-ratelimit-limit-requests")).toBe("1");
+    expect(ok.response.headers.get("x-ratelimit-remaining-requests")).toBe("0");
+    const err = await c.chat.completions
+      .create({ model: "gpt-fake", messages: [user("second")] })
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(Number((err as InstanceType<typeof OpenAI.APIError>).headers?.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("502 when the upstream fails, 503 when it cannot be reached", async () => {
+    const failing = await client.chat.completions
+      .create({ model: "broken-upstream", messages: [user("x")] })
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect((failing as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
+    const down = await client.chat.completions
+      .create({ model: "down-upstream", messages: [user("x")] })
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect((down as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+  });
+
+  it("a revoked key stops working within a second", async () => {
+    const k = await createKey(mesh.gateways[0]!.http, { name: "to-revoke" });
+    const c = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: k.key, maxRetries: 0 });
+    await c.models.list();
+    const del = await fetch(`${mesh.gateways[0]!.http}/admin/keys/${k.id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    });
+    expect(del.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_000));
+    await expect(c.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+describe("the gRPC front door", () => {
+  it("serves Chat, ChatStream, Embed and ListModels with the same errors", async () => {
+    const grpc = createGrpcClient(GatewayServiceClient, mesh.gateways[0]!.grpc);
+    const md = new Metadata();
+    md.set("authorization", `Bearer ${key.key}`);
+    const request = {
+      model: "gpt-fake",
+      messages: [
+        {
+          role: Role.ROLE_USER,
+          content: "hello grpc",
+          parts: [],
+          name: "",
+          toolCalls: [],
+          toolCallId: "",
+          refusal: "",
+        },
+      ],
+      tools: [],
+      stop: [],
+      n: 1,
+      user: "",
+      stream: false,
+      metadata: {},
+    };
+    try {
+      const res = await callUnary(grpc.chat.bind(grpc), request, { metadata: md });
+      expect(res.choices[0]!.message!.content).toBe("hello grpc");
+      expect(res.usage!.outputTokens).toBeGreaterThan(0);
+      let text = "";
+      for await (const chunk of callStream(grpc.chatStream.bind(grpc), request, { metadata: md })) {
+        text += chunk.choices.map((c) => c.content).join("");
+      }
+      expect(text).toBe("hello grpc");
+      const emb = await callUnary(
+        grpc.embed.bind(grpc),
+        { model: "local-embed", input: ["x"], user: "" },
+        { metadata: md },
+      );
+      expect(emb.data).toHaveLength(1);
+      const models = await callUnary(grpc.listModels.bind(grpc), {}, { metadata: md });
+      expect(models.models.map((m) => m.id)).toContain("local-tiny");
+      const anon = await callUnary(grpc.chat.bind(grpc), request).catch((e: AppError) => e);
+      expect((anon as AppError).code).toBe("UNAUTHENTICATED");
+      const unknown = await callUnary(grpc.chat.bind(grpc), { ...request, model: "nope" }, { metadata: md }).catch(
+        (e: AppError) => e,
+      );
+      expect((unknown as AppError).code).toBe("NOT_FOUND");
+    } finally {
+      grpc.close();
+    }
+  });
+});
+
+describe("one trace", () => {
+  it("covers gateway, guard, router and inference, and reaches the usage event", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const res = await fetch(`${mesh.gateways[0]!.http}/v1/chat/completions`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key.key}`,
+        "content-type": "application/json",
+        traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01`,
+      },
+      body: JSON.stringify({ model: "gpt-fake", messages: [user("trace me")] }),
+    });
+    expect(res.status).toBe(200);
+    const services = await waitFor(
+      () => {
+        const s = new Set(mesh.otlp.spans.filter((sp) => sp.traceId === traceId).map((sp) => sp.service));
+        return (
+          ["tokenmesh-gateway", "tokenmesh-guard", "tokenmesh-router", "tokenmesh-inference"].every((x) => s.has(x)) &&
+          s
+        );
+      },
+      { timeoutMs: 15_000, description: "spans from every service" },
+    );
+    expect([...services]).toEqual(
+      expect.arrayContaining(["tokenmesh-gateway", "tokenmesh-guard", "tokenmesh-router", "tokenmesh-inference"]),
+    );
+    const modelSpan = mesh.otlp.spans.find((s) => s.traceId === traceId && s.name === "chat gpt-fake");
+    expect(modelSpan?.attributes).toMatchObject({
+      "gen_ai.operation.name": "chat",
+      "gen_ai.request.model": "gpt-fake",
+    });
+    expect(modelSpan?.attributes["gen_ai.usage.output_tokens"]).toBeGreaterThan(0);
+    const e = await usageOf(res.headers.get("x-request-id")!);
+    expect(e.traceId).toBe(traceId);
+  });
+});
