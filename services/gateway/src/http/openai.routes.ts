@@ -1,5 +1,5 @@
 import { AppError, toHttpError } from "@tokenmesh/runtime";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
 import { metrics } from "../metrics.js";
