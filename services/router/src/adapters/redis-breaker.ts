@@ -1,0 +1,114 @@
+import type { Logger } from "@tokenmesh/telemetry";
+import type { Redis } from "ioredis";
+import type { CircuitBreaker } from "../domain/fallback.js";
+import type { BreakerPolicy } from "../domain/routes.js";
+import { BREAKER_GAUGE, routerMetrics } from "../metrics.js";
+
+type BreakerState = keyof typeof BREAKER_GAUGE;
+
+// One hash per model: state (closed | open | half_open), failures (consecutive), until (epoch ms: end of the
+// cooldown while open, end of the probe's lease while half-open). Scripts keep each transition atomic across
+// replicas; `now` comes from the caller so tests and replicas agree on one clock source per call.
+
+// KEYS[1] hash; ARGV now, lease_ms → {allowed, state}
+const ALLOW = `
+local s = redis.call('HMGET', KEYS[1], 'state', 'until')
+local state = s[1]
+if not state or state == 'closed' then return {1, 'closed'} end
+local now = tonumber(ARGV[1])
+if now < (tonumber(s[2]) or 0) then return {0, state} end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'until', now + tonumber(ARGV[2]))
+return {1, 'half_open'}
+`;
+
+// KEYS[1] hash; ARGV now, threshold, cooldown_ms, ttl_ms → state
+const FAILURE = `
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if state == 'half_open' or (state == 'closed' and failures >= tonumber(ARGV[2])) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+  state = 'open'
+elseif state == 'closed' then
+  redis.call('HSET', KEYS[1], 'state', 'closed')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return state
+`;
+
+/**
+ * A circuit breaker per model with its state in Redis, so every router replica skips the same failing model.
+ * Closed → open after `failureThreshold` consecutive retryable failures; open → half-open after `cooldownMs`,
+ * when exactly one caller (across replicas) gets a probe lease; the probe's success closes the breaker, its
+ * failure reopens it for another cooldown, and an abandoned probe's lease expires after `cooldownMs`.
+ *
+ * Fails open: if Redis cannot be reached, calls go ahead and the error is logged.
+ */
+export class RedisCircuitBreaker implements CircuitBreaker {
+  constructor(
+    private readonly redis: Redis,
+    private readonly policy: () => BreakerPolicy,
+    private readonly logger: Logger,
+    private readonly prefix = "tokenmesh:router:",
+  ) {}
+
+  private key(model: string): string {
+    return `${this.prefix}breaker:{${model}}`;
+  }
+
+  async allow(model: string): Promise<boolean> {
+    const policy = this.policy();
+    if (!policy.enabled) return true;
+    try {
+      const [allowed, state] = (await this.redis.eval(ALLOW, 1, this.key(model), Date.now(), policy.cooldownMs)) as [
+        number,
+        BreakerState,
+      ];
+      this.observe(model, state);
+      return allowed === 1;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, model }, "breaker unavailable; letting the call through");
+      return true;
+    }
+  }
+
+  async recordSuccess(model: string): Promise<void> {
+    if (!this.policy().enabled) return;
+    try {
+      await this.redis.del(this.key(model));
+      this.observe(model, "closed");
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, model }, "breaker unavailable");
+    }
+  }
+
+  async recordFailure(model: string): Promise<void> {
+    const policy = this.policy();
+    if (!policy.enabled) return;
+    try {
+      // Keep the record a while after the last failure, so old, scattered failures stop counting as consecutive.
+      const ttlMs = Math.max(policy.cooldownMs * 10, 60_000);
+      const state = (await this.redis.eval(
+        FAILURE,
+        1,
+        this.key(model),
+        Date.now(),
+        policy.failureThreshold,
+        policy.cooldownMs,
+        ttlMs,
+      )) as BreakerState;
+      this.observe(model, state);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, model }, "breaker unavailable");
+    }
+  }
+
+  /** The stored state of `model`'s breaker (for the gauge and tests); "closed" when none is stored. */
+  async state(model: string): Promise<BreakerState> {
+    const state = await this.redis.hget(this.key(model), "state");
+    return state === "open" || state === "half_open" ? state : "closed";
+  }
+
+  private observe(model: string, state: BreakerState): void {
+    routerMetrics.breakerState.set({ model }, BREAKER_GAUGE[state] ?? 0);
+  }
+}

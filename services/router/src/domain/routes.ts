@@ -1,0 +1,127 @@
+import type { Catalog } from "@tokenmesh/catalog";
+import { z } from "zod";
+
+const RetrySchema = z
+  .object({
+    /** Attempts per candidate model (the first try included). */
+    max_attempts: z.number().int().min(1).max(10).default(3),
+    base_delay_ms: z.number().int().min(0).default(100),
+    max_delay_ms: z.number().int().min(0).default(2_000),
+  })
+  .strict()
+  .refine((r) => r.max_delay_ms >= r.base_delay_ms, {
+    message: "max_delay_ms must be at least base_delay_ms",
+    path: ["max_delay_ms"],
+  });
+
+const BreakerSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Consecutive retryable failures that open a model's breaker. */
+    failure_threshold: z.number().int().min(1).default(5),
+    /** How long an open breaker skips the model before one probe is let through. */
+    cooldown_ms: z.number().int().min(1).default(30_000),
+  })
+  .strict();
+
+const AutoSchema = z
+  .object({
+    default_tier: z.string().min(1),
+    /** Tier name → catalog model ids, in order of preference. */
+    tiers: z.record(z.string().min(1), z.array(z.string().min(1)).min(1)),
+  })
+  .strict()
+  .refine((a) => a.default_tier in a.tiers, { message: "default_tier must name one of tiers", path: ["default_tier"] });
+
+/**
+ * The catalog's `routes:` section, owned and validated by the router (the catalog package leaves it opaque).
+ * Unknown keys are rejected so a typo never silently falls back to defaults.
+ */
+export const RoutesSchema = z
+  .object({
+    auto: AutoSchema.optional(),
+    retry: RetrySchema.default({ max_attempts: 3, base_delay_ms: 100, max_delay_ms: 2_000 }),
+    breaker: BreakerSchema.default({ enabled: true, failure_threshold: 5, cooldown_ms: 30_000 }),
+  })
+  .strict();
+
+export type RoutesSection = z.infer<typeof RoutesSchema>;
+
+/** Backoff policy applied to each candidate model. */
+export interface RetryPolicy {
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface BreakerPolicy {
+  enabled: boolean;
+  failureThreshold: number;
+  cooldownMs: number;
+}
+
+/** The validated routing configuration the domain works with. */
+export interface RouteConfig {
+  /** Tier name → model ids in order of preference (from `routes.auto.tiers`, or derived from models' `tier`). */
+  tiers: ReadonlyMap<string, readonly string[]>;
+  /** The tier `auto` uses; undefined when no tier exists (then `auto` is unknown). */
+  defaultTier: string | undefined;
+  retry: RetryPolicy;
+  breaker: BreakerPolicy;
+}
+
+/** The routes section is invalid; the message lists every problem. */
+export class RoutesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RoutesError";
+  }
+}
+
+/**
+ * Validates `catalog.routes` and returns the routing config. Without `routes.auto`, tiers are derived from the
+ * models' `tier` fields in catalog order, and the default tier is the first one met. Tier members must be catalog
+ * model ids. Throws RoutesError naming every problem.
+ */
+export function parseRoutes(catalog: Catalog): RouteConfig {
+  const result = RoutesSchema.safeParse(catalog.routes ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  - routes.${i.path.join(".")}: ${i.message}`);
+    throw new RoutesError(`routes section is invalid:\n${lines.join("\n")}`);
+  }
+  const section = result.data;
+  const ids = new Set(catalog.models.map((m) => m.id));
+  const tiers = new Map<string, string[]>();
+  let defaultTier: string | undefined;
+  if (section.auto) {
+    const problems: string[] = [];
+    for (const [tier, members] of Object.entries(section.auto.tiers)) {
+      for (const id of members) if (!ids.has(id)) problems.push(`  - routes.auto.tiers.${tier}: unknown model "${id}"`);
+      tiers.set(tier, [...new Set(members)]);
+    }
+    if (problems.length > 0) throw new RoutesError(`routes section is invalid:\n${problems.join("\n")}`);
+    defaultTier = section.auto.default_tier;
+  } else {
+    for (const m of catalog.models) {
+      if (m.tier === undefined) continue;
+      const members = tiers.get(m.tier) ?? [];
+      members.push(m.id);
+      tiers.set(m.tier, members);
+      defaultTier ??= m.tier;
+    }
+  }
+  return {
+    tiers,
+    defaultTier,
+    retry: {
+      maxAttempts: section.retry.max_attempts,
+      baseDelayMs: section.retry.base_delay_ms,
+      maxDelayMs: section.retry.max_delay_ms,
+    },
+    breaker: {
+      enabled: section.breaker.enabled,
+      failureThreshold: section.breaker.failure_threshold,
+      cooldownMs: section.breaker.cooldown_ms,
+    },
+  };
+}

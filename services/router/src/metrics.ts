@@ -1,0 +1,31 @@
+import { counter, gauge } from "@tokenmesh/telemetry";
+import type { FallbackObserver } from "./domain/fallback.js";
+
+/** The router's own metrics, defined once (gRPC rate/latency/errors come from the shared server wrapper). */
+export const routerMetrics = {
+  attempts: counter("tokenmesh_router_attempts_total", "Model calls tried by the router, by outcome", [
+    "model",
+    "outcome",
+  ]),
+  retries: counter("tokenmesh_router_retries_total", "Retries of a model after a retryable failure", ["model"]),
+  fallbacks: counter("tokenmesh_router_fallbacks_total", "Moves from a failed model to its next fallback", [
+    "from",
+    "to",
+  ]),
+  breakerState: gauge(
+    "tokenmesh_router_breaker_state",
+    "Circuit breaker state last seen by this replica (0 closed, 1 half-open, 2 open)",
+    ["model"],
+  ),
+  catalogReloads: counter("tokenmesh_router_catalog_reloads_total", "Catalog reloads, by outcome", ["outcome"]),
+};
+
+/** Breaker states as the gauge reports them. */
+export const BREAKER_GAUGE = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** Records attempts, retries and fallbacks of one routed request. */
+export const metricsObserver: FallbackObserver = {
+  attempt: ({ model, outcome }) => routerMetrics.attempts.inc({ model, outcome }),
+  retry: ({ model }) => routerMetrics.retries.inc({ model }),
+  fallback: ({ from, to }) => routerMetrics.fallbacks.inc({ from, to }),
+};
