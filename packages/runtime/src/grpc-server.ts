@@ -233,8 +233,13 @@ export class GrpcServer {
       const { ctx, end, active } = begin(call);
       void context
         .with(active, async () => {
+          // Iterating the call itself would destroy the whole duplex when the client half-closes, taking the
+          // response side down before the handler has written its last messages.
           const source = def.requestStream
-            ? (handler as BidiHandler<unknown, unknown>)(call as AsyncIterable<unknown>, ctx)
+            ? (handler as BidiHandler<unknown, unknown>)(
+                (call as ServerDuplexStream<unknown, unknown>).iterator({ destroyOnReturn: false }),
+                ctx,
+              )
             : (handler as ServerStreamHandler<unknown, unknown>)(
                 (call as ServerWritableStream<unknown, unknown>).request,
                 ctx,

@@ -1,0 +1,88 @@
+import { detectInjection } from "./injection.js";
+import type { CompiledPolicy } from "./policy.js";
+import { redactText } from "./redactor.js";
+import { estimateChatTokens } from "./tokens.js";
+
+/** Who wrote a message; injection checks skip the operator's own roles (system, developer). */
+export type MessageRole = "system" | "developer" | "user" | "assistant" | "tool" | "unknown";
+
+/** A chat message as the guard sees it: its text slots (content, text parts, tool-call arguments) and images. */
+export interface InputMessage {
+  role: MessageRole;
+  texts: readonly string[];
+  images: number;
+}
+
+export type Verdict = "allow" | "redact" | "block";
+
+export interface InputDecision {
+  verdict: Verdict;
+  /** Every rule that matched, sorted and without repeats (block and redact rules alike). */
+  ruleIds: string[];
+  /** One entry per match, for hit counters. */
+  hits: string[];
+  /** Names rules and numbers only, never matched text. Empty when allowed. */
+  reason: string;
+  inputTokens: number;
+  /** For "redact": each message's texts rewritten, same shape as the input. Otherwise the input texts. */
+  texts: string[][];
+}
+
+/** Rule id of the input length limit. */
+export const MAX_TOKENS_RULE = "length.max_input_tokens";
+
+const OPERATOR_ROLES: ReadonlySet<MessageRole> = new Set(["system", "developer"]);
+
+/**
+ * Checks a request's messages against a policy: length limit, prompt injection (non-operator roles), and the
+ * secret/PII/operator rules in every text. A block anywhere wins over redactions; redactions rewrite every
+ * text slot they touch.
+ */
+export function checkInput(policy: CompiledPolicy, messages: readonly InputMessage[]): InputDecision {
+  const inputTokens = estimateChatTokens(messages);
+  const blockIds = new Set<string>();
+  const redactIds = new Set<string>();
+  const hits: string[] = [];
+  if (inputTokens > policy.maxInputTokens) {
+    blockIds.add(MAX_TOKENS_RULE);
+    hits.push(MAX_TOKENS_RULE);
+  }
+  const blockRules = new Set(policy.inputRules.filter((r) => r.action === "block").map((r) => r.id));
+  let changed = false;
+  const texts = messages.map((m) =>
+    m.texts.map((text) => {
+      if (!OPERATOR_ROLES.has(m.role)) {
+        for (const id of detectInjection(policy.injection, text)) {
+          blockIds.add(id);
+          hits.push(id);
+        }
+      }
+      const r = redactText(policy.inputRules, text);
+      if (r.hits.length === 0) return text;
+      changed = true;
+      for (const id of r.hits) {
+        hits.push(id);
+        (blockRules.has(id) ? blockIds : redactIds).add(id);
+      }
+      return r.text;
+    }),
+  );
+  const ruleIds = [...new Set([...blockIds, ...redactIds])].sort();
+  if (blockIds.size > 0) {
+    const why = [...blockIds]
+      .sort()
+      .map((id) => (id === MAX_TOKENS_RULE ? `${id} (~${inputTokens} > ${policy.maxInputTokens} tokens)` : id));
+    return {
+      verdict: "block",
+      ruleIds,
+      hits,
+      reason: `blocked by guard policy: ${why.join(", ")}`,
+      inputTokens,
+      texts: messages.map((m) => [...m.texts]),
+    };
+  }
+  if (changed) {
+    return { verdict: "redact", ruleIds, hits, reason: `redacted: ${ruleIds.join(", ")}`, inputTokens, texts };
+  }
+  return { verdict: "allow", ruleIds: [], hits: [], reason: "", inputTokens, texts };
+}

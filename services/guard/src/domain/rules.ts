@@ -1,0 +1,251 @@
+import { ibanValid, luhnValid } from "./checksums.js";
+
+/** What a rule does with a match: rewrite it to `[REDACTED:<rule>]`, or refuse the whole text. */
+export type RuleAction = "redact" | "block";
+
+/** A set of ASCII characters as a lookup table (index = char code); non-ASCII characters are never members. */
+export type CharSet = Uint8Array;
+
+/** Builds a CharSet from the body of a regex character class, e.g. `"A-Za-z0-9_-"`. */
+export function charSet(classBody: string): CharSet {
+  const re = new RegExp(`^[${classBody}]$`);
+  const table = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) table[c] = re.test(String.fromCharCode(c)) ? 1 : 0;
+  return table;
+}
+
+/**
+ * One detector. The stream filter's soundness rests on two promises each rule makes (see redactor.ts):
+ * every match of `pattern` is at most `maxLength` UTF-16 units long, and every character any attempt of
+ * `pattern` can consume is in `charset` (when set); lookarounds may read at most one character past either
+ * side of that run.
+ */
+export interface Rule {
+  /** Reported in responses, events and metrics: `secret.openai`, `pii.email`, `pattern.<id>`. */
+  readonly id: string;
+  readonly action: RuleAction;
+  /** Finds the head of a match. Must carry the `g` flag (the scanner drives it through `lastIndex`). */
+  readonly pattern: RegExp;
+  readonly maxLength: number;
+  /** Undefined means "any character": the stream then holds back a flat `maxLength` window for this rule. */
+  readonly charset?: CharSet;
+  /** Characters a match can start with (a subset of `charset`); undefined means any in `charset`. */
+  readonly first?: CharSet;
+  /** A literal every match contains: the scanner skips the regex when it is absent (a cheap prefilter). */
+  readonly requires?: string;
+  /**
+   * Returns how much of the head to accept (0 rejects it). Lets a rule trim a greedy match back to a valid
+   * shorter one (a card number followed by more digit groups) and apply check digits.
+   */
+  readonly validate?: (head: string) => number;
+  /**
+   * After the head, redaction continues over following characters in `chars`, ending on the last one in `end`
+   * (so a sentence's final period stays). This catches tokens longer than `maxLength` without holding them back.
+   */
+  readonly tail?: { readonly chars: CharSet; readonly end: CharSet };
+  /** After the head, redaction continues through this terminator, or to the end of the text if it never comes. */
+  readonly until?: { readonly pattern: RegExp; readonly maxLength: number };
+}
+
+const TOKEN = charSet("A-Za-z0-9_-");
+const ALNUM = charSet("A-Za-z0-9");
+
+function accept(predicate: (head: string) => boolean): (head: string) => number {
+  return (head) => (predicate(head) ? head.length : 0);
+}
+
+/**
+ * Accepts the longest prefix of `head` that ends after an alphanumeric character at a group boundary (the end,
+ * or before a separator) and satisfies `predicate`. Greedy patterns over spaced groups ("4111 1111 1111 1111
+ * 2024") would otherwise be rejected whole.
+ */
+function longestValidPrefix(predicate: (candidate: string) => boolean, minLength: number): (head: string) => number {
+  return (head) => {
+    for (let end = head.length; end >= minLength; end--) {
+      const last = head.charCodeAt(end - 1);
+      const next = end < head.length ? head.charCodeAt(end) : -1;
+      if (ALNUM[last] !== 1 || (next !== -1 && ALNUM[next] === 1)) continue;
+      if (predicate(head.slice(0, end))) return end;
+    }
+    return 0;
+  };
+}
+
+function countDigits(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) n++;
+  }
+  return n;
+}
+
+const PEM_LABEL = "-----(?:BEGIN|END) (?:[A-Z0-9]{1,10} ){0,3}PRIVATE KEY(?: BLOCK)?-----";
+
+/** Secret detectors, most specific first (ties between rules at the same start go to the earlier one). */
+export const SECRET_RULES: readonly Omit<Rule, "action">[] = [
+  {
+    id: "secret.anthropic",
+    pattern: /\bsk-ant-[A-Za-z0-9_-]{20}/g,
+    maxLength: 27,
+    requires: "sk-ant-",
+    charset: TOKEN,
+    first: charSet("s"),
+    tail: { chars: TOKEN, end: TOKEN },
+  },
+  {
+    id: "secret.openai",
+    // Legacy `sk-<48>`, project `sk-proj-…`, service account and admin keys. The body must hold an uppercase
+    // letter or a digit so hyphenated words ("sk-learn-the-basics-of-…") are not taken for keys.
+    pattern: /\bsk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20}/g,
+    maxLength: 31,
+    requires: "sk-",
+    charset: TOKEN,
+    first: charSet("s"),
+    validate: accept((head) => /[A-Z0-9]/.test(head.slice(3).replace(/^(?:proj|svcacct|admin)-/, ""))),
+    tail: { chars: TOKEN, end: TOKEN },
+  },
+  {
+    id: "secret.aws_access_key",
+    pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g,
+    maxLength: 20,
+    charset: charSet("0-9A-Z"),
+    first: charSet("A"),
+  },
+  {
+    id: "secret.github",
+    pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22})/g,
+    maxLength: 40,
+    charset: charSet("A-Za-z0-9_"),
+    first: charSet("g"),
+    tail: { chars: charSet("A-Za-z0-9_"), end: charSet("A-Za-z0-9_") },
+  },
+  {
+    id: "secret.slack",
+    pattern: /\bxox[baprs]-[A-Za-z0-9-]{10}/g,
+    maxLength: 15,
+    requires: "xox",
+    charset: charSet("A-Za-z0-9-"),
+    first: charSet("x"),
+    tail: { chars: charSet("A-Za-z0-9-"), end: ALNUM },
+  },
+  {
+    id: "secret.google_api_key",
+    pattern: /\bAIza[0-9A-Za-z_-]{35}/g,
+    maxLength: 39,
+    requires: "AIza",
+    charset: TOKEN,
+    first: charSet("A"),
+    tail: { chars: TOKEN, end: TOKEN },
+  },
+  {
+    id: "secret.private_key",
+    // The header identifies the block; the base64 body and footer are swallowed by `until`, so a 3 kB key is
+    // redacted without a 3 kB holdback.
+    pattern: new RegExp(PEM_LABEL.replace("(?:BEGIN|END)", "BEGIN"), "g"),
+    maxLength: 66,
+    requires: "-----BEGIN ",
+    charset: charSet("A-Z0-9 -"),
+    first: charSet("-"),
+    until: { pattern: new RegExp(PEM_LABEL.replace("(?:BEGIN|END)", "END"), "g"), maxLength: 64 },
+  },
+  {
+    id: "secret.jwt",
+    // Header and the start of the payload identify a JWT; the rest (payload, signature) is the tail.
+    pattern: /\beyJ[A-Za-z0-9_-]{5,200}\.eyJ[A-Za-z0-9_-]{2}/g,
+    maxLength: 209,
+    requires: "eyJ",
+    charset: charSet("A-Za-z0-9_.-"),
+    first: charSet("e"),
+    tail: { chars: charSet("A-Za-z0-9_.-"), end: TOKEN },
+  },
+];
+
+/** The PII kinds a policy can configure, in the order their rules are tried. */
+export const PII_KINDS = ["email", "phone", "credit_card", "us_ssn", "iban"] as const;
+export type PiiKind = (typeof PII_KINDS)[number];
+
+/** PII detectors by kind; rule ids are `pii.<kind>`. */
+export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
+  email: {
+    id: "pii.email",
+    // Local part, "@", the first domain label and two letters of what follows; the rest of the domain is tail.
+    pattern: /[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}\.[A-Za-z]{2}/g,
+    maxLength: 131,
+    requires: "@",
+    charset: charSet("A-Za-z0-9._%+@-"),
+    tail: { chars: charSet("A-Za-z0-9.-"), end: ALNUM },
+  },
+  phone: {
+    id: "pii.phone",
+    // International numbers need a leading "+" (8–15 digits, E.164); North American ones need separators, so
+    // bare 10-digit ids and dates are left alone.
+    pattern:
+      /(?<![\w+])(?:\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,5}|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4})(?!\d)/g,
+    maxLength: 39,
+    charset: charSet("0-9 .()+-"),
+    first: charSet("0-9(+"),
+    validate: longestValidPrefix((s) => {
+      const n = countDigits(s);
+      return s.startsWith("+") ? n >= 8 && n <= 15 : n === 10;
+    }, 10),
+  },
+  credit_card: {
+    id: "pii.credit_card",
+    pattern: /(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)/g,
+    maxLength: 37,
+    charset: charSet("0-9 -"),
+    first: charSet("0-9"),
+    validate: longestValidPrefix((s) => {
+      const digits = s.replace(/[ -]/g, "");
+      // Luhn accepts runs of zeros; no card number is one repeated digit.
+      return digits.length >= 13 && digits.length <= 19 && !/^(\d)\1*$/.test(digits) && luhnValid(digits);
+    }, 13),
+  },
+  us_ssn: {
+    id: "pii.us_ssn",
+    pattern: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
+    maxLength: 11,
+    charset: charSet("0-9-"),
+    first: charSet("0-9"),
+  },
+  iban: {
+    id: "pii.iban",
+    pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b/g,
+    maxLength: 64,
+    charset: charSet("A-Z0-9 "),
+    first: charSet("A-Z"),
+    validate: longestValidPrefix(ibanValid, 15),
+  },
+};
+
+/** Upper bound for the length of an operator pattern whose length cannot be inferred (overridable per pattern). */
+export const DEFAULT_PATTERN_MAX_LENGTH = 100;
+
+/**
+ * An upper bound on the match length of an operator regex, or undefined when it has quantifiers or
+ * back-references (then the operator's `max_length` applies). Without those, every atom reads at most one
+ * character (two UTF-16 units with the `u` flag), so twice the source length bounds it.
+ */
+export function inferMaxLength(source: string): number | undefined {
+  const stripped = source.replace(/\\[^1-9k]/g, "").replace(/\(\?(?:<?[=!]|:)/g, "");
+  if (/[*+?{]|\\[1-9k]/.test(stripped)) return undefined;
+  return source.length * 2;
+}
+
+/** Builds an operator rule (`pattern.<id>`). Throws SyntaxError when the regex does not compile. */
+export function operatorRule(options: {
+  id: string;
+  pattern: string;
+  action: RuleAction;
+  flags: string;
+  maxLength: number | undefined;
+}): Rule {
+  const pattern = new RegExp(options.pattern, `g${options.flags}`);
+  return {
+    id: `pattern.${options.id}`,
+    action: options.action,
+    pattern,
+    maxLength: options.maxLength ?? inferMaxLength(options.pattern) ?? DEFAULT_PATTERN_MAX_LENGTH,
+  };
+}

@@ -1,0 +1,48 @@
+import { randomUUID } from "node:crypto";
+import { type EventPublisher, GuardDecisionEvent } from "@tokenmesh/events";
+import type { Logger } from "@tokenmesh/telemetry";
+
+/** A non-allow decision, as the guard reports it: rule ids only, never the matched text. */
+export interface DecisionRecord {
+  requestId: string;
+  keyId: string;
+  action: "redact" | "block";
+  stage: "input" | "output";
+  ruleIds: string[];
+}
+
+/** Where decisions go (a port, so handlers do not know about NATS). */
+export interface DecisionSink {
+  record(decision: DecisionRecord): void;
+}
+
+/**
+ * Publishes `GuardDecision` events on `llm.guard.decision.v1` through the outbox, with `Nats-Msg-Id`
+ * `<request_id>:<stage>` so a retried request's decision is stored once. Never throws: when the outbox refuses an
+ * event (NATS down too long) the decision still applies and the loss is logged.
+ */
+export class NatsDecisionSink implements DecisionSink {
+  constructor(
+    private readonly publisher: () => EventPublisher | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  record(d: DecisionRecord): void {
+    const publisher = this.publisher();
+    const requestId = d.requestId || `anon-${randomUUID()}`;
+    const event = {
+      requestId,
+      keyId: d.keyId,
+      action: d.action,
+      ruleIds: d.ruleIds,
+      stage: d.stage,
+      timestamp: new Date().toISOString(),
+    };
+    try {
+      if (!publisher) throw new Error("event publisher not started");
+      void publisher.publish(GuardDecisionEvent, event, { msgId: `${requestId}:${d.stage}` });
+    } catch (err) {
+      this.logger.error({ err, request_id: requestId, stage: d.stage }, "guard decision event not published");
+    }
+  }
+}
