@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
-import { jetstream } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { decodeEvent, UsageRecordedEvent } from "@tokenmesh/events";
 import { Role } from "@tokenmesh/proto/common/v1/chat";
@@ -22,7 +22,7 @@ beforeAll(async () => {
   mesh = await startMesh({ natsUrl: inject("natsUrl"), redisUrl: inject("redisUrl") });
   nc = await connect({ servers: inject("natsUrl") });
   // Every usage event the mesh publishes, by request id (an ordered consumer from now on).
-  const consumer = await jetstream(nc).consumers.get("LLM_USAGE", { deliver_policy: "new" as never });
+  const consumer = await jetstream(nc).consumers.get("LLM_USAGE", { deliver_policy: DeliverPolicy.New });
   void (async () => {
     for await (const m of await consumer.consume()) {
       const e = decodeEvent(UsageRecordedEvent, m.data);

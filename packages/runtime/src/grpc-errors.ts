@@ -43,6 +43,7 @@ export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: stat
         param: e.param ?? "",
         retryAfterMs: e.retryAfterMs ?? 0,
         reason: e.reason ?? "",
+        upstreamStatus: e.upstreamStatus ?? 0,
       }).finish(),
     ),
   );
@@ -66,6 +67,7 @@ export function fromGrpcError(err: unknown): AppError {
         ...(d.param ? { param: d.param } : {}),
         ...(d.retryAfterMs ? { retryAfterMs: d.retryAfterMs } : {}),
         ...(d.reason ? { reason: d.reason } : {}),
+        ...(d.upstreamStatus ? { upstreamStatus: d.upstreamStatus } : {}),
         cause: err,
       });
     } catch {

@@ -42,10 +42,8 @@ export class BudgetView implements Budgets {
       void this.recheckBlocked();
     }, 1_000);
     this.timer.unref();
-    const consumer = await js.consumers.get(BudgetThresholdEvent.stream, {
-      filter_subjects: [BudgetThresholdEvent.subject],
-      deliver_policy: DeliverPolicy.All,
-    });
+    // LLM_BUDGET holds only threshold events, so no subject filter (which also keeps nats-server < 2.10 happy).
+    const consumer = await js.consumers.get(BudgetThresholdEvent.stream, { deliver_policy: DeliverPolicy.All });
     const messages = await consumer.consume();
     this.stopConsumer = async () => {
       await messages.close();
