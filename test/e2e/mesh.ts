@@ -60,6 +60,12 @@ models:
     api_key_env: FAKE_ANTHROPIC_KEY
     upstream_model: claude-3-5-haiku-latest
     price: { input_per_mtok: 0.8, output_per_mtok: 4 }
+  - id: priced
+    engine: openai
+    base_url: ${openaiUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: gpt-4o-mini
+    price: { input_per_mtok: 1000, output_per_mtok: 1000 }
   - id: broken-upstream
     engine: openai
     base_url: ${openaiUrl}

@@ -1,0 +1,105 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ADMIN_KEY, createKey, type Mesh, startMesh } from "./mesh.js";
+
+let mesh: Mesh;
+
+beforeAll(async () => {
+  mesh = await startMesh({ natsUrl: inject("natsUrl"), redisUrl: inject("redisUrl"), gateways: 3 });
+});
+
+afterAll(async () => {
+  await mesh?.stop();
+});
+
+const chat = (gateway: string, key: string, content: string, extra: Record<string, unknown> = {}) =>
+  fetch(`${gateway}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-fake", messages: [{ role: "user", content }], ...extra }),
+  });
+
+const usageOf = async (gateway: string, id: string) =>
+  (await (await admin(gateway, "GET", `/admin/usage?keyId=${id}&period=month`)).json()) as {
+    costUsd: number;
+    requests: number;
+  };
+
+const admin = (gateway: string, method: string, path: string, body?: unknown) =>
+  fetch(`${gateway}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+
+describe("three gateway replicas", () => {
+  it("hold a key to exactly 60 requests per minute out of 200 concurrent", async () => {
+    const { key } = await createKey(mesh.gateways[0]!.http, { name: "rpm-60", rpm: 60 });
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => chat(mesh.gateways[i % 3]!.http, key, `request ${i}`)),
+    );
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(60);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(140);
+    const limited = responses.find((r) => r.status === 429)!;
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(((await limited.json()) as { error: { code: string } }).error.code).toBe("rate_limit_exceeded");
+  });
+
+  it("never overspend a hard budget, and admit as many requests as it allows", async () => {
+    const { id, key } = await createKey(mesh.gateways[0]!.http, { name: "hard-budget", team: "budgeted" });
+    const set = await admin(mesh.gateways[1]!.http, "PUT", "/admin/budgets", {
+      scope: "key",
+      id,
+      period: "month",
+      limitUsd: 1,
+      hard: true,
+    });
+    expect(set.status).toBe(200);
+    // Wait for every replica to learn the key has a hard budget (refreshed every second).
+    await new Promise((r) => setTimeout(r, 1_500));
+    // "priced" costs $1,000 per million tokens: 5 input words + 5 output words (the fake counts words) = $0.01,
+    // and its worst case (the gateway's input estimate + max_tokens) is held by Reserve until usage settles it.
+    const prompt = "one two three four five";
+    const send = (i: number) => chat(mesh.gateways[i % 3]!.http, key, prompt, { model: "priced", max_tokens: 5 });
+    const burst = await Promise.all(Array.from({ length: 300 }, (_, i) => send(i)));
+    let ok = burst.filter((r) => r.status === 200).length;
+    const refused = burst.filter((r) => r.status === 429);
+    expect(ok + refused.length).toBe(300);
+    expect(ok).toBeGreaterThan(50);
+    for (const r of refused.slice(0, 3)) {
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
+    }
+    // Then one at a time until the budget refuses: successes reach what $1.00 allows.
+    let sent = 300;
+    for (let i = 0; i < 100; i++) {
+      // Each request's usage must settle its hold before the next can use the freed headroom.
+      await new Promise((r) => setTimeout(r, 50));
+      const r = await send(i);
+      sent++;
+      if (r.status !== 200) {
+        expect(r.status).toBe(429);
+        break;
+      }
+      ok++;
+    }
+    let usage = await usageOf(mesh.gateways[2]!.http, id);
+    for (let i = 0; i < 50 && usage.requests < sent; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      usage = await usageOf(mesh.gateways[2]!.http, id);
+    }
+    expect(usage.requests).toBe(sent);
+    expect(usage.costUsd).toBeLessThanOrEqual(1.0);
+    // $0.01 each: once spend is within one worst-case hold ($0.015) of $1.00 nothing more fits.
+    expect(ok).toBeGreaterThanOrEqual(98);
+    expect(usage.costUsd).toBeCloseTo(ok * 0.01, 6);
+    const budget = (await (
+      await admin(mesh.gateways[0]!.http, "GET", `/admin/budgets?scope=key&id=${id}&period=month`)
+    ).json()) as {
+      spentUsd: number;
+      heldUsd: number;
+    };
+    expect(budget.heldUsd).toBe(0);
+    expect(budget.spentUsd).toBeCloseTo(usage.costUsd, 9);
+  });
+});
