@@ -1,4 +1,3 @@
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ADMIN_KEY, createKey, type Mesh, startMesh } from "./mesh.js";
 
