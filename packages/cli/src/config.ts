@@ -33,7 +33,11 @@ export const ADMIN_KEY_FILE = join(".tokenmesh", "admin-key");
  * the admin key is `TOKENMESH_ADMIN_KEY`, else the first `.tokenmesh/admin-key` in `cwd` or one of its parents.
  * Throws UsageError for a bad `--url` and CliError for a bad `TOKENMESH_URL`.
  */
-export function loadConfig(flags: { url?: string | undefined }, env: RawEnv = process.env, cwd = process.cwd()): CliConfig {
+export function loadConfig(
+  flags: { url?: string | undefined },
+  env: RawEnv = process.env,
+  cwd = process.cwd(),
+): CliConfig {
   const gatewayUrl =
     flags.url !== undefined
       ? httpUrl(flags.url, (msg) => new UsageError(`--url: ${msg}`))
