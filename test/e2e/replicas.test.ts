@@ -101,4 +101,33 @@ describe("three gateway replicas", () => {
     expect(budget.heldUsd).toBe(0);
     expect(budget.spentUsd).toBeCloseTo(usage.costUsd, 9);
   });
+
+  it("refuse a key whose soft budget reached 100 % on every replica, until the budget is raised", async () => {
+    const { id, key } = await createKey(mesh.gateways[0]!.http, { name: "soft-budget" });
+    const budget = { scope: "key", id, period: "day", limitUsd: 0.03, hard: false };
+    expect((await admin(mesh.gateways[0]!.http, "PUT", "/admin/budgets", budget)).status).toBe(200);
+    const send = (i: number) => chat(mesh.gateways[i % 3]!.http, key, "one two three four five", { model: "priced", max_tokens: 5 });
+    // $0.01 each: the third request reaches 100 %; soft budgets do not hold requests back, they alert and then block.
+    for (let i = 0; i < 3; i++) expect((await send(i)).status).toBe(200);
+    const blockedEverywhere = async () => {
+      for (let t = 0; t < 50; t++) {
+        const statuses = await Promise.all([0, 1, 2].map((i) => send(i).then((r) => r.status)));
+        if (statuses.every((st) => st === 429)) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    expect(await blockedEverywhere()).toBe(true);
+    const refused = await send(0);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
+    // Raised through one replica: every replica lets the key through again within a couple of seconds.
+    expect((await admin(mesh.gateways[1]!.http, "PUT", "/admin/budgets", { ...budget, limitUsd: 10 })).status).toBe(200);
+    let open = false;
+    for (let t = 0; t < 40 && !open; t++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const statuses = await Promise.all([0, 1, 2].map((i) => send(i).then((r) => r.status)));
+      open = statuses.every((st) => st === 200);
+    }
+    expect(open).toBe(true);
+  });
 });
