@@ -4,7 +4,7 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";

@@ -106,7 +106,8 @@ describe("three gateway replicas", () => {
     const { id, key } = await createKey(mesh.gateways[0]!.http, { name: "soft-budget" });
     const budget = { scope: "key", id, period: "day", limitUsd: 0.03, hard: false };
     expect((await admin(mesh.gateways[0]!.http, "PUT", "/admin/budgets", budget)).status).toBe(200);
-    const send = (i: number) => chat(mesh.gateways[i % 3]!.http, key, "one two three four five", { model: "priced", max_tokens: 5 });
+    const send = (i: number) =>
+      chat(mesh.gateways[i % 3]!.http, key, "one two three four five", { model: "priced", max_tokens: 5 });
     // $0.01 each: the third request reaches 100 %; soft budgets do not hold requests back, they alert and then block.
     for (let i = 0; i < 3; i++) expect((await send(i)).status).toBe(200);
     const blockedEverywhere = async () => {
@@ -121,7 +122,9 @@ describe("three gateway replicas", () => {
     const refused = await send(0);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
     // Raised through one replica: every replica lets the key through again within a couple of seconds.
-    expect((await admin(mesh.gateways[1]!.http, "PUT", "/admin/budgets", { ...budget, limitUsd: 10 })).status).toBe(200);
+    expect((await admin(mesh.gateways[1]!.http, "PUT", "/admin/budgets", { ...budget, limitUsd: 10 })).status).toBe(
+      200,
+    );
     let open = false;
     for (let t = 0; t < 40 && !open; t++) {
       await new Promise((r) => setTimeout(r, 100));

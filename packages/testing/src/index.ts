@@ -3,6 +3,16 @@
  */
 import "./context.js";
 
+export { startFakeAnthropic } from "./fake-anthropic.js";
+export {
+  type FakeBehavior,
+  type FakeUpstream,
+  type FakeUpstreamOptions,
+  fakeEmbedding,
+  parseModelDirectives,
+  type RecordedRequest,
+  startFakeOpenAI,
+} from "./fake-openai.js";
 export {
   DEFAULT_BIN_DIRS,
   dockerAvailable,
@@ -19,6 +29,12 @@ export {
   startNatsServer,
   startRedisServer,
 } from "./infra.js";
+export {
+  grpcHealth,
+  type LifecycleSuiteOptions,
+  type ServicePorts,
+  serviceLifecycleSuite,
+} from "./lifecycle.js";
 export { uniqueName } from "./names.js";
 export { freePort } from "./ports.js";
 export {
@@ -30,19 +46,3 @@ export {
   waitForUrl,
 } from "./process.js";
 export { type WaitForOptions, WaitForTimeoutError, waitFor } from "./wait.js";
-export {
-  grpcHealth,
-  type LifecycleSuiteOptions,
-  type ServicePorts,
-  serviceLifecycleSuite,
-} from "./lifecycle.js";
-export {
-  type FakeBehavior,
-  type FakeUpstream,
-  type FakeUpstreamOptions,
-  fakeEmbedding,
-  parseModelDirectives,
-  type RecordedRequest,
-  startFakeOpenAI,
-} from "./fake-openai.js";
-export { startFakeAnthropic } from "./fake-anthropic.js";

@@ -96,7 +96,14 @@ describe("reservations against hard budgets", () => {
     const key = `${tag}-hard-list`;
     const redis = new Redis(redisUrl);
     try {
-      const budget = { scope: Scope.SCOPE_KEY, id: key, period: Period.PERIOD_MONTH, limitUsd: 5, hard: true, thresholds: [] };
+      const budget = {
+        scope: Scope.SCOPE_KEY,
+        id: key,
+        period: Period.PERIOD_MONTH,
+        limitUsd: 5,
+        hard: true,
+        thresholds: [],
+      };
       await setBudget(a, budget);
       expect(await redis.sismember(`${tag}:hard-scopes`, `key:${key}`)).toBe(1);
       await setBudget(a, { ...budget, hard: false });

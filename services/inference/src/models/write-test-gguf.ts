@@ -117,8 +117,35 @@ const SUPPRESSION = 60;
 
 /** Rough English frequencies (per mille) of the bytes the chat model may emit. */
 const ALLOWED_OUTPUT: Record<string, number> = {
-  " ": 180, e: 102, t: 73, a: 66, o: 60, i: 56, n: 54, s: 50, h: 49, r: 48, d: 34, l: 32, c: 22, u: 22, m: 19,
-  w: 19, f: 18, g: 16, y: 16, p: 15, b: 12, ",": 10, ".": 10, v: 8, k: 6, j: 1.5, x: 1.5, q: 1, z: 1,
+  " ": 180,
+  e: 102,
+  t: 73,
+  a: 66,
+  o: 60,
+  i: 56,
+  n: 54,
+  s: 50,
+  h: 49,
+  r: 48,
+  d: 34,
+  l: 32,
+  c: 22,
+  u: 22,
+  m: 19,
+  w: 19,
+  f: 18,
+  g: 16,
+  y: 16,
+  p: 15,
+  b: 12,
+  ",": 10,
+  ".": 10,
+  v: 8,
+  k: 6,
+  j: 1.5,
+  x: 1.5,
+  q: 1,
+  z: 1,
 };
 
 interface Tensor {
@@ -128,7 +155,10 @@ interface Tensor {
   data: Float32Array;
 }
 
-function buildModel(o: Required<TestModelOptions>, mode: { shapeOutput: boolean; pooling: number | undefined }): Buffer {
+function buildModel(
+  o: Required<TestModelOptions>,
+  mode: { shapeOutput: boolean; pooling: number | undefined },
+): Buffer {
   if (o.embeddingLength % o.headCount !== 0) throw new RangeError("embeddingLength must be a multiple of headCount");
   if (o.headCount % o.headCountKv !== 0) throw new RangeError("headCount must be a multiple of headCountKv");
   const n = o.embeddingLength;
@@ -207,7 +237,10 @@ function buildModel(o: Required<TestModelOptions>, mode: { shapeOutput: boolean;
   const tokens = [...byteLevelAlphabet(), "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<pad>"];
   meta.stringArray("tokenizer.ggml.tokens", tokens);
   // 1 = normal, 3 = control (llama_token_type).
-  meta.i32Array("tokenizer.ggml.token_type", tokens.map((_, i) => (i < 256 ? 1 : 3)));
+  meta.i32Array(
+    "tokenizer.ggml.token_type",
+    tokens.map((_, i) => (i < 256 ? 1 : 3)),
+  );
   // No merges: every byte stays its own token, which is what makes token counts exact after a round trip.
   meta.stringArray("tokenizer.ggml.merges", []);
   meta.u32("tokenizer.ggml.bos_token_id", TEST_MODEL_TOKENS.bos);
