@@ -141,48 +141,55 @@ export async function startMesh(options: { natsUrl: string; redisUrl: string; ga
     });
     processes.set(name, p);
   };
-  const [ig, io] = ports.inference;
-  const [gg, go] = ports.guard;
-  const [rg, ro] = ports.router;
-  const [cg, co] = ports.cost;
-  await Promise.all([
-    start(
-      "inference",
-      "inference",
-      { INFERENCE_GRPC_PORT: String(ig), INFERENCE_OPS_PORT: String(io) },
-      `http://127.0.0.1:${io}/readyz`,
-    ),
-    start(
-      "guard",
-      "guard",
-      { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go) },
-      `http://127.0.0.1:${go}/readyz`,
-    ),
-    start("cost", "cost", { COST_GRPC_PORT: String(cg), COST_OPS_PORT: String(co) }, `http://127.0.0.1:${co}/readyz`),
-  ]);
-  await start(
-    "router",
-    "router",
-    { ROUTER_GRPC_PORT: String(rg), ROUTER_OPS_PORT: String(ro), INFERENCE_ADDR: `127.0.0.1:${ig}` },
-    `http://127.0.0.1:${ro}/readyz`,
-  );
   const gateways: Mesh["gateways"] = [];
-  for (let i = 0; i < (options.gateways ?? 1); i++) {
-    const http = await freePort();
-    const grpc = await freePort();
+  try {
+    const [ig, io] = ports.inference;
+    const [gg, go] = ports.guard;
+    const [rg, ro] = ports.router;
+    const [cg, co] = ports.cost;
+    await Promise.all([
+      start(
+        "inference",
+        "inference",
+        { INFERENCE_GRPC_PORT: String(ig), INFERENCE_OPS_PORT: String(io) },
+        `http://127.0.0.1:${io}/readyz`,
+      ),
+      start(
+        "guard",
+        "guard",
+        { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go) },
+        `http://127.0.0.1:${go}/readyz`,
+      ),
+      start("cost", "cost", { COST_GRPC_PORT: String(cg), COST_OPS_PORT: String(co) }, `http://127.0.0.1:${co}/readyz`),
+    ]);
     await start(
-      `gateway-${i}`,
-      "gateway",
-      {
-        GATEWAY_HTTP_PORT: String(http),
-        GATEWAY_GRPC_PORT: String(grpc),
-        GUARD_ADDR: `127.0.0.1:${gg}`,
-        ROUTER_ADDR: `127.0.0.1:${rg}`,
-        COST_ADDR: `127.0.0.1:${cg}`,
-      },
-      `http://127.0.0.1:${http}/readyz`,
+      "router",
+      "router",
+      { ROUTER_GRPC_PORT: String(rg), ROUTER_OPS_PORT: String(ro), INFERENCE_ADDR: `127.0.0.1:${ig}` },
+      `http://127.0.0.1:${ro}/readyz`,
     );
-    gateways.push({ http: `http://127.0.0.1:${http}`, grpc: `127.0.0.1:${grpc}` });
+    for (let i = 0; i < (options.gateways ?? 1); i++) {
+      const http = await freePort();
+      const grpc = await freePort();
+      await start(
+        `gateway-${i}`,
+        "gateway",
+        {
+          GATEWAY_HTTP_PORT: String(http),
+          GATEWAY_GRPC_PORT: String(grpc),
+          GUARD_ADDR: `127.0.0.1:${gg}`,
+          ROUTER_ADDR: `127.0.0.1:${rg}`,
+          COST_ADDR: `127.0.0.1:${cg}`,
+        },
+        `http://127.0.0.1:${http}/readyz`,
+      );
+      gateways.push({ http: `http://127.0.0.1:${http}`, grpc: `127.0.0.1:${grpc}` });
+    }
+  } catch (err) {
+    // A service that failed to start must not leave the others running.
+    for (const p of processes.values()) await p.stop();
+    await Promise.all([fakeOpenAI.close(), fakeAnthropic.close(), otlp.close()]);
+    throw err;
   }
   return {
     gateways,
