@@ -88,8 +88,6 @@ export class GrpcServer {
       "grpc.keepalive_permit_without_calls": 1,
     });
     this.health.addToServer(this.server);
-    const descriptors = loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
-    new ReflectionService(descriptors).addToServer(this.server);
   }
 
   /** Registers a service whose handlers are async functions (unary) or async iterables (streams). */
@@ -112,6 +110,9 @@ export class GrpcServer {
     port: number,
     credentials: ServerCredentials = Credentials.createInsecure(),
   ): Promise<number> {
+    // Reflection lists exactly the services this server registered (the descriptor set holds every contract).
+    const descriptors = loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
+    new ReflectionService(descriptors, { services: [...this.serviceNames] }).addToServer(this.server);
     const bound = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });

@@ -1,0 +1,140 @@
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { credentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { CostServiceClient, CostServiceService, Scope } from "@tokenmesh/proto/cost/v1/cost";
+import { createLogger } from "@tokenmesh/telemetry";
+import { grpcHealth } from "@tokenmesh/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AppError, BudgetExceededError, callUnary, createGrpcClient, GrpcServer } from "../src/index.js";
+
+const logger = createLogger({ service: "runtime-test", level: "silent" });
+let server: GrpcServer;
+let port: number;
+
+beforeAll(async () => {
+  server = new GrpcServer({ logger });
+  // A test double of the cost service: each method exercises one path of the server wrapper.
+  server.add(CostServiceService, {
+    async reserve() {
+      throw new BudgetExceededError("over the test budget");
+    },
+    async release() {
+      throw new TypeError("a bug with private details");
+    },
+    async getUsage(req) {
+      return {
+        totals: { costUsd: req.scope, requests: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, errors: 0 },
+        byModel: {},
+      };
+    },
+    async getBudget(_req, ctx) {
+      await new Promise((resolve, reject) => {
+        const t = setTimeout(resolve, 5_000);
+        ctx.signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          reject(ctx.signal.reason);
+        });
+      });
+      return { found: false, spentUsd: 0, heldUsd: 0 };
+    },
+    async setBudget(req) {
+      return { budget: req.budget };
+    },
+  });
+  port = await server.listen("127.0.0.1", 0);
+  server.setServing(true);
+});
+
+afterAll(async () => {
+  await server.shutdown(1_000);
+});
+
+describe("GrpcServer", () => {
+  it("serves grpc.health.v1 for the server and each service", async () => {
+    expect(await grpcHealth(`127.0.0.1:${port}`)).toBe("SERVING");
+    expect(await grpcHealth(`127.0.0.1:${port}`, "tokenmesh.cost.v1.CostService")).toBe("SERVING");
+    server.setServing(false);
+    expect(await grpcHealth(`127.0.0.1:${port}`, "tokenmesh.cost.v1.CostService")).toBe("NOT_SERVING");
+    server.setServing(true);
+  });
+
+  it("serves reflection for every Tokenmesh service", async () => {
+    const require = createRequire(import.meta.url);
+    const protoDir = join(dirname(require.resolve("@grpc/reflection/package.json")), "build/proto");
+    const def = loadSync(join(protoDir, "grpc/reflection/v1/reflection.proto"), { includeDirs: [protoDir] });
+    const pkg = loadPackageDefinition(def) as unknown as {
+      grpc: {
+        reflection: {
+          v1: {
+            ServerReflection: new (
+              a: string,
+              c: ReturnType<typeof credentials.createInsecure>,
+            ) => { serverReflectionInfo(): NodeJS.ReadWriteStream & { write(m: unknown): void; end(): void } };
+          };
+        };
+      };
+    };
+    const client = new pkg.grpc.reflection.v1.ServerReflection(`127.0.0.1:${port}`, credentials.createInsecure());
+    const call = client.serverReflectionInfo();
+    const answer = await new Promise<{ listServicesResponse?: { service: { name: string }[] } }>((resolve, reject) => {
+      call.on("data", resolve);
+      call.on("error", reject);
+      call.write({ listServices: "" });
+    });
+    call.end();
+    const names = answer.listServicesResponse!.service.map((s) => s.name);
+    // Exactly the services this server registered, described from the build's descriptor set.
+    expect(names).toEqual(["tokenmesh.cost.v1.CostService"]);
+  });
+
+  it("maps AppErrors to status with details, and hides unknown errors as INTERNAL", async () => {
+    const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
+    try {
+      const refused = await callUnary(client.reserve.bind(client), {
+        requestId: "r",
+        keyId: "k",
+        team: "",
+        user: "",
+        model: "m",
+        inputTokens: 1,
+        maxOutputTokens: 1,
+      }).catch((e: AppError) => e);
+      expect(refused).toMatchObject({
+        code: "RESOURCE_EXHAUSTED",
+        reason: "insufficient_quota",
+        message: "over the test budget",
+      });
+      const bug = await callUnary(client.release.bind(client), { reservationId: "x" }).catch((e: AppError) => e);
+      expect(bug).toMatchObject({ code: "INTERNAL", message: "Internal error" });
+      const ok = await callUnary(client.getUsage.bind(client), {
+        scope: Scope.SCOPE_TEAM,
+        id: "t",
+        period: 0,
+        startDay: "",
+        endDay: "",
+      });
+      expect(ok.totals?.costUsd).toBe(Scope.SCOPE_TEAM);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("aborts the handler's signal when the caller's deadline passes", async () => {
+    const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
+    try {
+      const started = Date.now();
+      const err = await callUnary(
+        client.getBudget.bind(client),
+        { scope: Scope.SCOPE_KEY, id: "k", period: 1 },
+        { deadlineMs: 200 },
+      ).catch((e: AppError & ServiceError) => e);
+      expect((err as AppError).code).toBe("DEADLINE_EXCEEDED");
+      expect(Date.now() - started).toBeLessThan(4_000);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(server.inFlight).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+});
