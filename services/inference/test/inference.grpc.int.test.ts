@@ -12,6 +12,7 @@ import { InferenceConfigSchema } from "../src/config.js";
 import { makeTestModels } from "../src/models/make-test-models.js";
 
 const logger = createLogger({ service: "inference-test", level: "silent" });
+let catalogPath = "";
 let app: ReturnType<typeof createApp>;
 let client: InferenceServiceClient;
 let openai: FakeUpstream;
@@ -52,8 +53,9 @@ beforeAll(async () => {
   anthropic = await startFakeAnthropic({ apiKey: "sk-ant-test" });
   process.env.TEST_OPENAI_KEY = "sk-openai-test";
   process.env.TEST_ANTHROPIC_KEY = "sk-ant-test";
+  catalogPath = join(dir, "mesh.yaml");
   await writeFile(
-    join(dir, "mesh.yaml"),
+    catalogPath,
     `models:
   - { id: local-tiny, engine: local, source: ./tiny-chat.gguf, context_window: 1024, max_output_tokens: 64, slots: 2, queue_size: 1 }
   - { id: local-embed, engine: local, kind: embedding, source: ./tiny-embed.gguf, context_window: 256 }
@@ -206,5 +208,32 @@ describe("InferenceService over gRPC", () => {
     expect(await fail("gpt-badkey")).toMatchObject({ code: "PERMISSION_DENIED", retryable: false });
     expect(await fail("gpt-cut")).toMatchObject({ code: "UNAVAILABLE", retryable: true });
     expect(await fail("no-such-model")).toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  it("reloads a changed catalog without dropping a stream in flight", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const original = await readFile(catalogPath, "utf8");
+    const ac = new AbortController();
+    const inflight = generate("local-tiny", chat("keep going", { maxTokens: 64 }), ac.signal);
+    try {
+      await writeFile(
+        catalogPath,
+        `${original.replace("max_output_tokens: 64, slots: 2", "max_output_tokens: 32, slots: 3")}  - { id: gpt-new, engine: openai, base_url: "${openai.url}", api_key_env: TEST_OPENAI_KEY, upstream_model: gpt-4o-mini }\n`,
+      );
+      const deadline = Date.now() + 10_000;
+      let ids: string[] = [];
+      while (Date.now() < deadline && !ids.includes("gpt-new")) {
+        ids = (await callUnary(client.listModels.bind(client), {})).models.map((m) => m.id);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(ids).toContain("gpt-new");
+      const chunks = await inflight;
+      expect(chunks.at(-1)!.usage!.outputTokens).toBe(64);
+      // The reloaded entry applies to new requests (max_output_tokens now caps at 32).
+      const after = await generate("local-tiny", chat("after", { maxTokens: 64 }));
+      expect(after.at(-1)!.usage!.outputTokens).toBe(32);
+    } finally {
+      await writeFile(catalogPath, original);
+    }
   });
 });
