@@ -5,18 +5,20 @@ import { CatalogSource } from "./adapters/catalog.source.js";
 import { InferenceClient } from "./adapters/inference.client.js";
 import { ModelStatusCache } from "./adapters/model-status.js";
 import { RedisCircuitBreaker } from "./adapters/redis-breaker.js";
+import { RedisResponseCache } from "./adapters/redis-response-cache.js";
 import type { RouterConfig } from "./config.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
 
-/** The router app; `host` exposes the bound ports, `breaker` and `catalog` are there for tests and ops. */
+/** The router app; `host` exposes the bound ports, `breaker`, `cache` and `catalog` are there for tests and ops. */
 export interface RouterApp extends App {
   host: ServiceHost;
   catalog: CatalogSource;
   breaker: RedisCircuitBreaker;
+  cache: RedisResponseCache;
 }
 
 /**
- * Wires the router: the catalog (reloaded on change), Redis (breaker state), the inference client, the gRPC
+ * Wires the router: the catalog (reloaded on change), Redis (breaker state, exact cache), the inference client, the gRPC
  * server and the ops port. Nothing touches the network or disk until `start`.
  */
 export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
@@ -32,6 +34,9 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     logger,
     config.ROUTER_REDIS_PREFIX,
   );
+  const cache = new RedisResponseCache(redis, logger.child({ component: "cache" }), {
+    prefix: config.ROUTER_REDIS_PREFIX,
+  });
   const host = new ServiceHost({
     logger,
     lifecycle,
@@ -40,10 +45,11 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     checks: { redis: () => redis.ping() },
     info: () => ({ models: catalog.snapshot.catalog.models.length }),
   });
-  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, inference, status, breaker, logger }));
+  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, inference, status, breaker, cache, logger }));
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
-  // After the gRPC drain: in-flight streams still need inference and the breaker until they end.
+  // After the gRPC drain: in-flight streams still need inference, the breaker and the cache until they end; quit
+  // lets the cache writes already sent to Redis finish first.
   lifecycle.onShutdown("inference: close", ShutdownPhase.CloseConnections, () => inference.close());
   lifecycle.onShutdown("redis: quit", ShutdownPhase.CloseConnections, async () => {
     await redis.quit();
@@ -52,6 +58,7 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     host,
     catalog,
     breaker,
+    cache,
     async start() {
       await catalog.load();
       catalog.watch();

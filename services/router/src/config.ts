@@ -11,7 +11,7 @@ export const RouterConfigSchema = z.object({
   ROUTER_GRPC_PORT: env.port(50053),
   ROUTER_OPS_PORT: env.port(9103),
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
-  /** Prefix of the router's Redis keys (breaker state), so deployments or tests can share one Redis. */
+  /** Prefix of the router's Redis keys (breaker state, exact cache), so deployments or tests can share one Redis. */
   ROUTER_REDIS_PREFIX: z.string().min(1).default("tokenmesh:router:"),
 });
 

@@ -17,8 +17,24 @@ export const routerMetrics = {
     "Circuit breaker state last seen by this replica (0 closed, 1 half-open, 2 open)",
     ["model"],
   ),
+  cacheRequests: counter(
+    "tokenmesh_router_cache_requests_total",
+    "Chat requests seen by the enabled exact cache: hit, miss, or bypass (not eligible, opted out or refreshed)",
+    ["result"],
+  ),
+  cacheStoreFailures: counter(
+    "tokenmesh_router_cache_store_failures_total",
+    "Complete answers that could not be written to the cache (Redis error or not connected)",
+  ),
+  cacheLookupFailures: counter(
+    "tokenmesh_router_cache_lookup_failures_total",
+    "Cache lookups that failed (Redis error, timeout or unreadable entry) and were treated as misses",
+  ),
   catalogReloads: counter("tokenmesh_router_catalog_reloads_total", "Catalog reloads, by outcome", ["outcome"]),
 };
+
+/** The `result` label of `tokenmesh_router_cache_requests_total`. */
+export type CacheResult = "hit" | "miss" | "bypass";
 
 /** Breaker states as the gauge reports them. */
 export const BREAKER_GAUGE = { closed: 0, half_open: 1, open: 2 } as const;

@@ -205,7 +205,7 @@ export class ChatFlow {
         }
       }
       draft.usage = acc.usage ?? draft.usage;
-      const response = acc.result(draft.provider, draft.cacheHit);
+      const response = { ...acc.result(draft.provider, draft.cacheHit), id: call.requestId };
       await this.filterWhole(ctx, response, call.signal);
       this.finish(draft);
       return { response, rate };
@@ -347,7 +347,8 @@ export class ChatFlow {
     signal: AbortSignal,
   ): AsyncIterable<ChatChunk> {
     const out = new AsyncQueue<ChatChunk>();
-    const meta = { id: first.id, created: first.created, model: first.model };
+    // The response id is the request's own (a cached answer replays another request's chunk ids).
+    const meta = { id: draft.call.requestId, created: first.created, model: first.model };
     const textChunk = (index: number, content: string): ChatChunk => ({
       ...meta,
       choices: [

@@ -34,6 +34,38 @@ const AutoSchema = z
   .refine((a) => a.default_tier in a.tiers, { message: "default_tier must name one of tiers", path: ["default_tier"] });
 
 /**
+ * The exact response cache, shared by every router replica through Redis. Off by default. As the catalog's
+ * `routes:` section documents it (values are the defaults):
+ *
+ * ```yaml
+ * routes:
+ *   cache:
+ *     enabled: false            # exact cache of chat answers in Redis, shared by all router replicas
+ *     ttl_s: 300                # how long an answer is served from the cache (1 s to 30 days)
+ *     max_entry_bytes: 262144   # larger answers are not stored
+ *     deterministic_only: true  # cache only requests with temperature 0 or a seed
+ * ```
+ *
+ * The key is the SHA-256 of the resolved model id and everything in the request that shapes the answer (messages,
+ * tools, tool_choice, parallel_tool_calls, response_format, temperature, top_p, max_tokens, stop, seed, n,
+ * penalties), never `user`, `metadata` or `stream`, so streamed and non-streamed requests share entries. A request
+ * opts out with `metadata: { cache: "no" }` and forces a fresh answer (stored again) with `cache: "refresh"`.
+ */
+const CacheSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    ttl_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 24 * 3600)
+      .default(300),
+    max_entry_bytes: z.number().int().min(1).default(262_144),
+    deterministic_only: z.boolean().default(true),
+  })
+  .strict();
+
+/**
  * The catalog's `routes:` section, owned and validated by the router (the catalog package leaves it opaque).
  * Unknown keys are rejected so a typo never silently falls back to defaults.
  */
@@ -42,6 +74,7 @@ export const RoutesSchema = z
     auto: AutoSchema.optional(),
     retry: RetrySchema.default({ max_attempts: 3, base_delay_ms: 100, max_delay_ms: 2_000 }),
     breaker: BreakerSchema.default({ enabled: true, failure_threshold: 5, cooldown_ms: 30_000 }),
+    cache: CacheSchema.default({ enabled: false, ttl_s: 300, max_entry_bytes: 262_144, deterministic_only: true }),
   })
   .strict();
 
@@ -60,6 +93,16 @@ export interface BreakerPolicy {
   cooldownMs: number;
 }
 
+/** The exact response cache's settings (see `routes.cache`). */
+export interface CachePolicy {
+  enabled: boolean;
+  ttlMs: number;
+  /** Entries whose serialized size exceeds this are not stored. */
+  maxEntryBytes: number;
+  /** Cache only requests whose answer should not vary: temperature 0, or a seed. */
+  deterministicOnly: boolean;
+}
+
 /** The validated routing configuration the domain works with. */
 export interface RouteConfig {
   /** Tier name → model ids in order of preference (from `routes.auto.tiers`, or derived from models' `tier`). */
@@ -68,6 +111,7 @@ export interface RouteConfig {
   defaultTier: string | undefined;
   retry: RetryPolicy;
   breaker: BreakerPolicy;
+  cache: CachePolicy;
 }
 
 /** The routes section is invalid; the message lists every problem. */
@@ -122,6 +166,12 @@ export function parseRoutes(catalog: Catalog): RouteConfig {
       enabled: section.breaker.enabled,
       failureThreshold: section.breaker.failure_threshold,
       cooldownMs: section.breaker.cooldown_ms,
+    },
+    cache: {
+      enabled: section.cache.enabled,
+      ttlMs: section.cache.ttl_s * 1000,
+      maxEntryBytes: section.cache.max_entry_bytes,
+      deterministicOnly: section.cache.deterministic_only,
     },
   };
 }

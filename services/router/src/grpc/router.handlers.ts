@@ -6,6 +6,7 @@ import type { Logger } from "@tokenmesh/telemetry";
 import type { CatalogSource } from "../adapters/catalog.source.js";
 import type { InferenceCall, InferenceClient } from "../adapters/inference.client.js";
 import type { ModelStatusCache } from "../adapters/model-status.js";
+import { type AnswerRecorder, cacheKey, cacheMode, type ResponseCache } from "../domain/cache.js";
 import {
   type CircuitBreaker,
   type FallbackOptions,
@@ -14,13 +15,15 @@ import {
   streamWithFallback,
 } from "../domain/fallback.js";
 import { type ModelKind, resolveModel } from "../domain/resolve.js";
-import { metricsObserver } from "../metrics.js";
+import { metricsObserver, routerMetrics } from "../metrics.js";
 
 export interface RouterHandlerDeps {
   catalog: CatalogSource;
   inference: InferenceClient;
   status: ModelStatusCache;
   breaker: CircuitBreaker | undefined;
+  /** The exact response cache; without one, `routes.cache` is ignored. */
+  cache?: ResponseCache<ChatChunk> | undefined;
   logger: Logger;
 }
 
@@ -28,9 +31,14 @@ export interface RouterHandlerDeps {
  * RouterService: resolves the requested model (id, alias or `auto`), then calls inference with retries and
  * fallbacks. `Route` sends one RouteInfo right before the first chunk; once a chunk has been sent, a failure ends
  * the stream with that error (never a silent switch of model mid-answer).
+ *
+ * With `routes.cache` enabled, `Route` first looks the request up in the exact cache under the resolved model: a
+ * hit sends RouteInfo { cacheHit: true, attempts: 0 } and replays the stored chunks (usage on the last one)
+ * without calling inference. A miss streams as usual while recording the chunks, and stores them under the model
+ * that served only when the stream ended normally (finish reason and usage seen, no error, not cancelled).
  */
 export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterServiceService> {
-  const { catalog, inference, status, breaker } = deps;
+  const { catalog, inference, status, breaker, cache, logger } = deps;
 
   /** Resolves under the snapshot in force when the request arrived, kept for the whole request. */
   function plan(name: string, kind: ModelKind, ctx: CallContext) {
@@ -46,20 +54,50 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       observer: metricsObserver,
     };
     const model = (id: string): ModelEntry => byId.get(id) as ModelEntry;
-    return { options, model };
+    return { options, model, resolved: resolution.model, cachePolicy: snapshot.routes.cache };
   }
 
   return {
     async *route(req, ctx) {
       const request = required(req.request, "request");
-      const { options, model } = plan(request.model, "chat", ctx);
+      const { options, model, resolved, cachePolicy } = plan(request.model, "chat", ctx);
+      const mode = cache === undefined ? "off" : cacheMode(cachePolicy, request);
+      const primaryKey = mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request) : undefined;
+      if (cache !== undefined && mode === "lookup" && primaryKey !== undefined) {
+        const hit = await cache.lookup(primaryKey);
+        // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
+        if (hit !== undefined && hit.model === resolved.id) {
+          routerMetrics.cacheRequests.inc({ result: "hit" });
+          yield { route: { ...routeInfo(resolved, 0), cacheHit: true } };
+          for (const chunk of hit.chunks) yield { chunk };
+          return;
+        }
+        routerMetrics.cacheRequests.inc({ result: "miss" });
+      } else if (mode !== "off") {
+        routerMetrics.cacheRequests.inc({ result: "bypass" });
+      }
+
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
       const generate: Generator<ChatRequest, ChatChunk> = (id, r, signal) =>
         inference.generate(model(id), r, { ...call, signal });
+      let recorder: AnswerRecorder<ChatChunk> | undefined;
       for await (const event of streamWithFallback(generate, request, options)) {
-        if (event.type === "route") yield { route: routeInfo(model(event.model), event.attempts) };
-        else yield { chunk: event.chunk };
+        if (event.type === "route") {
+          if (cache !== undefined && primaryKey !== undefined) {
+            // Stored under the model that actually answered: a fallback's answer is not the primary's.
+            const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request);
+            recorder = cache.record(key, event.model, cachePolicy);
+          }
+          yield { route: routeInfo(model(event.model), event.attempts) };
+        } else {
+          recorder?.add(event.chunk);
+          yield { chunk: event.chunk };
+        }
       }
+      // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
+      if (ctx.signal.aborted) return;
+      const outcome = recorder?.finish();
+      if (outcome !== undefined && outcome !== "stored") logger.debug({ outcome }, "answer not cached");
     },
 
     async embed(req, ctx) {
