@@ -145,6 +145,19 @@ describe("the mesh through the official OpenAI client", () => {
     expect(e.model).toBe("gpt-fake");
   });
 
+  it("serves a repeated deterministic request from the router's cache, free of charge", async () => {
+    const ask = () =>
+      client.chat.completions
+        .create({ model: "gpt-fake", messages: [user("cache this answer")], temperature: 0 })
+        .withResponse();
+    const first = await ask();
+    const second = await ask();
+    expect(second.data.choices[0]!.message.content).toBe(first.data.choices[0]!.message.content);
+    expect(second.data.id).not.toBe(first.data.id);
+    expect((await usageOf(first.response.headers.get("x-request-id")!)).cacheHit).toBe(false);
+    expect((await usageOf(second.response.headers.get("x-request-id")!)).cacheHit).toBe(true);
+  });
+
   it("redacts a secret in the output and blocks a configured pattern", async () => {
     const secret = `sk-proj-${randomBytes(24).toString("hex")}`;
     const r = await client.chat.completions.create({ model: "gpt-fake", messages: [user(`my key is ${secret}`)] });

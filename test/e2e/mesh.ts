@@ -88,6 +88,7 @@ guard:
     - { id: no-internal-hosts, pattern: "corp\\\\.internal", action: block }
 routes:
   retry: { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 50 }
+  cache: { enabled: true, ttl_s: 60 }
 `;
 }
 
