@@ -4,22 +4,28 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const harness = resolve(process.env.BENCH_HARNESS ?? join(root, "../shared/bench-harness"));
-if (!existsSync(join(harness, "bench.js"))) {
-  console.error(`bench harness not found at ${harness}; set BENCH_HARNESS`);
+const sharedHarness = resolve(process.env.BENCH_HARNESS ?? join(root, "../shared/bench-harness"));
+if (!existsSync(join(sharedHarness, "bench.js"))) {
+  console.error(`bench harness not found at ${sharedHarness}; set BENCH_HARNESS`);
   process.exit(2);
 }
 const args = process.argv.slice(2);
 const skipPortkey = args.includes("--skip-portkey");
-const benchArgs = args.filter((a) => a !== "--skip-portkey");
+// --profile DIR: each service writes a V8 CPU profile into DIR when it exits (open them in Chrome DevTools).
+const profileAt = args.indexOf("--profile");
+const profileDir = profileAt >= 0 ? resolve(args[profileAt + 1]) : undefined;
+const benchArgs = args.filter((a, i) => a !== "--skip-portkey" && i !== profileAt && i !== profileAt + 1);
 const dir = mkdtempSync(join(tmpdir(), "tokenmesh-bench-"));
+// A private copy: the Portkey example installs its packages into its own folder.
+const harness = join(dir, "harness");
+cpSync(sharedHarness, harness, { recursive: true, filter: (src) => !src.includes("node_modules") });
 const children = [];
 const freePort = () =>
   new Promise((res) => {
@@ -94,7 +100,8 @@ await new Promise((r) => setTimeout(r, 500));
 const pids = {};
 for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
   const upper = s.toUpperCase();
-  const c = start(s, process.execPath, ["--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
+  const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `${s}.cpuprofile`] : [];
+  const c = start(s, process.execPath, [...prof, "--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
     cwd: join(root, "services", s),
     env: { ...env, [`${upper}_GRPC_PORT`]: String(ports[s][0]), [`${upper}_OPS_PORT`]: String(ports[s][1]) },
   });
