@@ -49,6 +49,29 @@ export class ChunkChannel<T> {
     }
   }
 
+  /**
+   * Every buffered item at once. After a wake-up it yields to the event loop once, so the producer's next decode
+   * (node-llama-cpp schedules it with setImmediate) is dispatched before the consumer encodes and writes: the
+   * write then overlaps the decode instead of delaying it, and a consumer that falls behind takes several items
+   * per message.
+   */
+  async *batches(): AsyncGenerator<T[]> {
+    for (;;) {
+      if (this.items.length > 0) {
+        yield this.items.splice(0);
+        continue;
+      }
+      if (this.done) {
+        if (this.failed) throw this.error;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   private notify(): void {
     const w = this.wake;
     this.wake = undefined;

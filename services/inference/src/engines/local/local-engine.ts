@@ -195,7 +195,7 @@ export class LocalEngine implements Engine {
           (err: unknown) => channel.fail(engine.toError(err, call)),
         );
         try {
-          yield* channel;
+          for await (const batch of channel.batches()) yield* mergeContent(batch);
         } finally {
           call.signal.removeEventListener("abort", onAbort);
           stop.abort();
@@ -610,4 +610,31 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
       },
     );
   });
+}
+
+/**
+ * Joins consecutive content-only deltas of choice 0 (no role, tool calls, finish reason or usage) into one chunk;
+ * anything else passes through in order. Token counts are unaffected: usage comes from the engine.
+ */
+export function* mergeContent(batch: ChatChunk[]): Generator<ChatChunk> {
+  let acc: ChatChunk | undefined;
+  for (const c of batch) {
+    const d = c.choices[0];
+    const plain =
+      c.usage === undefined &&
+      c.choices.length === 1 &&
+      d !== undefined &&
+      d.index === 0 &&
+      d.role === Role.ROLE_UNSPECIFIED &&
+      d.toolCalls.length === 0 &&
+      d.finishReason === FinishReason.FINISH_REASON_UNSPECIFIED;
+    if (plain && acc !== undefined) {
+      acc.choices[0]!.content += d.content;
+      continue;
+    }
+    if (acc !== undefined) yield acc;
+    acc = plain ? { ...c, choices: [{ ...d }] } : undefined;
+    if (!plain) yield c;
+  }
+  if (acc !== undefined) yield acc;
 }
