@@ -234,6 +234,39 @@ describe("guard over gRPC", () => {
     expect(event.decision).toMatchObject({ action: "block", ruleIds: ["pattern.no-internal-hosts"] });
   });
 
+  it("filters whole texts in one call with the same rules, and records one output decision", async () => {
+    const requestId = uniqueName("req");
+    const res = await callUnary(
+      client.filterText.bind(client),
+      {
+        context: context(requestId),
+        policy: "",
+        texts: [
+          { index: 0, text: `Your key is ${AWS_KEY}.` },
+          { index: 1, text: "nothing to see" },
+        ],
+      },
+      { deadlineMs: 5_000 },
+    );
+    expect(res.texts).toMatchObject([
+      {
+        index: 0,
+        text: "Your key is [REDACTED:secret.aws_access_key].",
+        ruleIds: ["secret.aws_access_key"],
+        blocked: false,
+      },
+      { index: 1, text: "nothing to see", ruleIds: [], blocked: false },
+    ]);
+    const event = await eventFor(requestId, "output");
+    expect(event.decision).toMatchObject({ action: "redact", ruleIds: ["secret.aws_access_key"] });
+    const blocked = await callUnary(
+      client.filterText.bind(client),
+      { context: context(uniqueName("req")), policy: "", texts: [{ index: 0, text: "see db.corp.internal" }] },
+      { deadlineMs: 5_000 },
+    );
+    expect(blocked.texts[0]).toMatchObject({ text: "", blocked: true });
+  });
+
   it("refuses a stream that does not begin with start", async () => {
     const err = await filter([{ text: { index: 0, text: "hi" } }]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);

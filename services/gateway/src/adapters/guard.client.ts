@@ -37,6 +37,18 @@ export class GrpcGuard implements Guard {
     return { action: ACTIONS[res.action], messages: res.messages, ruleIds: res.ruleIds, reason: res.reason };
   }
 
+  async filterText(ctx: RequestContext, texts: { index: number; text: string }[], signal: AbortSignal) {
+    const res = await callUnary(
+      this.client.filterText.bind(this.client),
+      { context: ctx, policy: "", texts },
+      {
+        signal,
+        deadlineMs: 10_000,
+      },
+    );
+    return res.texts.map((t) => ({ index: t.index, text: t.text, blocked: t.blocked, ruleIds: t.ruleIds }));
+  }
+
   filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter {
     const call = this.client.filterOutput(new Metadata());
     const waiting = new Map<

@@ -435,24 +435,18 @@ export class ChatFlow {
     return out;
   }
 
-  /** Filters each choice's whole text through one guard session (non-streamed responses). */
+  /** Filters each choice's whole text with one guard call (non-streamed responses). */
   private async filterWhole(ctx: RequestContext, response: ChatResponse, signal: AbortSignal): Promise<void> {
-    const released = new Map<number, string>();
-    const filter = this.deps.guard.filterOutput(
-      ctx,
-      (r) => released.set(r.index, (released.get(r.index) ?? "") + r.text),
-      signal,
-    );
-    try {
-      for (const c of response.choices) {
-        if (!c.message?.content) continue;
-        filter.write(c.index, c.message.content);
-        const rest = await filter.flush(c.index);
-        c.message.content = (released.get(c.index) ?? "") + rest.text;
-        if (rest.blocked) c.finishReason = FinishReason.FINISH_REASON_CONTENT_FILTER;
-      }
-    } finally {
-      filter.close();
+    const texts = response.choices
+      .filter((c) => c.message?.content)
+      .map((c) => ({ index: c.index, text: c.message!.content }));
+    if (texts.length === 0) return;
+    const filtered = await this.deps.guard.filterText(ctx, texts, signal);
+    for (const f of filtered) {
+      const choice = response.choices.find((c) => c.index === f.index);
+      if (!choice?.message) continue;
+      choice.message.content = f.text;
+      if (f.blocked) choice.finishReason = FinishReason.FINISH_REASON_CONTENT_FILTER;
     }
   }
 

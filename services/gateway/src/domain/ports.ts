@@ -39,6 +39,12 @@ export interface OutputRelease {
 
 export interface Guard {
   checkInput(ctx: RequestContext, model: string, messages: ChatMessage[], signal: AbortSignal): Promise<InputVerdict>;
+  /** Filters complete texts (one per choice index) in one call. */
+  filterText(
+    ctx: RequestContext,
+    texts: { index: number; text: string }[],
+    signal: AbortSignal,
+  ): Promise<{ index: number; text: string; blocked: boolean; ruleIds: string[] }[]>;
   /** Opens an output filter; `onRelease` gets text the guard lets through (possibly held back and later). */
   filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter;
 }

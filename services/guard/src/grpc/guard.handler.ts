@@ -7,6 +7,8 @@ import {
   type CheckInputResponse,
   type FilterOutputRequest,
   type FilterOutputResponse,
+  type FilterTextRequest,
+  type FilterTextResponse,
   type GuardServiceService,
 } from "@tokenmesh/proto/guard/v1/guard";
 import { AppError, type Handlers } from "@tokenmesh/runtime";
@@ -93,6 +95,23 @@ function toResponse(r: OutputRelease): FilterOutputResponse {
  * `blocked` ends the stream.
  */
 export function guardHandlers(deps: GuardHandlerDeps): Handlers<typeof GuardServiceService> {
+  /** One output decision per response: metrics always, an event when something was redacted or blocked. */
+  const recordOutputDecision = (filter: OutputFilter, context: RequestContext | undefined) => {
+    countHits(filter.takeHits());
+    const blockedBy = filter.blockedBy;
+    const redacted = filter.redactedRuleIds;
+    const action: Verdict = blockedBy ? "block" : redacted.length > 0 ? "redact" : "allow";
+    guardMetrics.decisions.inc({ stage: "output", action });
+    if (action === "allow") return;
+    deps.decisions.record({
+      requestId: context?.requestId ?? "",
+      keyId: context?.keyId ?? "",
+      action,
+      stage: "output",
+      ruleIds: blockedBy ? [...new Set([blockedBy, ...redacted])].sort() : redacted,
+    });
+  };
+
   return {
     async checkInput(req: CheckInputRequest): Promise<CheckInputResponse> {
       const policy = policyFor(deps.policies(), req.policy);
@@ -125,24 +144,30 @@ export function guardHandlers(deps: GuardHandlerDeps): Handlers<typeof GuardServ
       };
     },
 
+    async filterText(req: FilterTextRequest): Promise<FilterTextResponse> {
+      const filter = new OutputFilter(policyFor(deps.policies(), req.policy));
+      const texts: FilterOutputResponse[] = [];
+      for (const t of req.texts) {
+        const head = filter.text(t.index, t.text);
+        const rest = filter.flush(t.index);
+        const blocked = filter.blockedBy !== undefined;
+        texts.push({
+          index: t.index,
+          text: blocked ? "" : (head?.text ?? "") + (rest?.text ?? ""),
+          ruleIds: [...new Set([...(head?.ruleIds ?? []), ...(rest?.ruleIds ?? [])])],
+          blocked,
+          flushed: true,
+        });
+      }
+      recordOutputDecision(filter, req.context);
+      return { texts };
+    },
+
     async *filterOutput(requests: AsyncIterable<FilterOutputRequest>): AsyncGenerator<FilterOutputResponse> {
       let filter: OutputFilter | undefined;
       let context: RequestContext | undefined;
       const finish = () => {
-        if (!filter) return;
-        countHits(filter.takeHits());
-        const blockedBy = filter.blockedBy;
-        const redacted = filter.redactedRuleIds;
-        const action: Verdict = blockedBy ? "block" : redacted.length > 0 ? "redact" : "allow";
-        guardMetrics.decisions.inc({ stage: "output", action });
-        if (action === "allow") return;
-        deps.decisions.record({
-          requestId: context?.requestId ?? "",
-          keyId: context?.keyId ?? "",
-          action,
-          stage: "output",
-          ruleIds: blockedBy ? [...new Set([blockedBy, ...redacted])].sort() : redacted,
-        });
+        if (filter) recordOutputDecision(filter, context);
       };
       try {
         for await (const req of requests) {
