@@ -41,7 +41,7 @@ const start = (name, cmd, argv, opts = {}) => {
   return c;
 };
 const stopAll = () => {
-  for (const c of children.reverse()) if (c.exitCode === null) c.kill("SIGTERM");
+  for (const c of children.splice(0).reverse()) if (c.exitCode === null) c.kill("SIGTERM");
 };
 process.on("exit", stopAll);
 process.on("SIGINT", () => process.exit(130));
@@ -100,7 +100,7 @@ await new Promise((r) => setTimeout(r, 500));
 const pids = {};
 for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
   const upper = s.toUpperCase();
-  const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `${s}.cpuprofile`] : [];
+  const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", join(profileDir, s)] : [];
   const c = start(s, process.execPath, [...prof, "--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
     cwd: join(root, "services", s),
     env: { ...env, [`${upper}_GRPC_PORT`]: String(ports[s][0]), [`${upper}_OPS_PORT`]: String(ports[s][1]) },
@@ -166,3 +166,5 @@ console.log(
     `tokenmesh_overhead_p99_ms=${a.overhead_p99_ms} portkey_overhead_p99_ms=${b.overhead_p99_ms ?? "n/a"} p99_overhead_vs_portkey=${ratio(a.overhead_p99_ms, b.overhead_p99_ms)} ` +
     `tokenmesh_stream_ttfb_overhead_p50_ms=${a.stream_ttfb_overhead_p50_ms} rate=${a.rate}`,
 );
+stopAll();
+process.exit(0);

@@ -35,6 +35,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return state
 `;
 
+/** How long a replica trusts a closed breaker it saw without asking Redis again. */
+const LOCAL_TRUST_MS = 250;
+
 /**
  * A circuit breaker per model with its state in Redis, so every router replica skips the same failing model.
  * Closed → open after `failureThreshold` consecutive retryable failures; open → half-open after `cooldownMs`,
@@ -42,8 +45,16 @@ return state
  * failure reopens it for another cooldown, and an abandoned probe's lease expires after `cooldownMs`.
  *
  * Fails open: if Redis cannot be reached, calls go ahead and the error is logged.
+ *
+ * The common case costs no Redis round trip: a replica that saw the breaker closed trusts that for
+ * `LOCAL_TRUST_MS`, and a success resets the shared failure count only when this replica may have seen failures
+ * (its own, or a state other than closed) — at most one reset per `LOCAL_TRUST_MS` otherwise. So another replica's
+ * failures open the breaker here at most that long after they do there.
  */
 export class RedisCircuitBreaker implements CircuitBreaker {
+  private readonly closedUntil = new Map<string, number>();
+  private readonly resetAt = new Map<string, number>();
+
   constructor(
     private readonly redis: Redis,
     private readonly policy: () => BreakerPolicy,
@@ -58,12 +69,16 @@ export class RedisCircuitBreaker implements CircuitBreaker {
   async allow(model: string): Promise<boolean> {
     const policy = this.policy();
     if (!policy.enabled) return true;
+    const now = Date.now();
+    if ((this.closedUntil.get(model) ?? 0) > now) return true;
     try {
-      const [allowed, state] = (await this.redis.eval(ALLOW, 1, this.key(model), Date.now(), policy.cooldownMs)) as [
+      const [allowed, state] = (await this.redis.eval(ALLOW, 1, this.key(model), now, policy.cooldownMs)) as [
         number,
         BreakerState,
       ];
       this.observe(model, state);
+      if (state === "closed") this.closedUntil.set(model, now + LOCAL_TRUST_MS);
+      else this.closedUntil.delete(model);
       return allowed === 1;
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, model }, "breaker unavailable; letting the call through");
@@ -73,7 +88,11 @@ export class RedisCircuitBreaker implements CircuitBreaker {
 
   async recordSuccess(model: string): Promise<void> {
     if (!this.policy().enabled) return;
+    const now = Date.now();
+    // Closed and recently reset: nothing to clear (another replica's failures are picked up at the next reset).
+    if ((this.closedUntil.get(model) ?? 0) > now && (this.resetAt.get(model) ?? 0) > now - LOCAL_TRUST_MS) return;
     try {
+      this.resetAt.set(model, now);
       await this.redis.del(this.key(model));
       this.observe(model, "closed");
     } catch (err) {
@@ -84,6 +103,8 @@ export class RedisCircuitBreaker implements CircuitBreaker {
   async recordFailure(model: string): Promise<void> {
     const policy = this.policy();
     if (!policy.enabled) return;
+    this.closedUntil.delete(model);
+    this.resetAt.delete(model);
     try {
       // Keep the record a while after the last failure, so old, scattered failures stop counting as consecutive.
       const ttlMs = Math.max(policy.cooldownMs * 10, 60_000);
