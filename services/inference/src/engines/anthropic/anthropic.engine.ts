@@ -1,34 +1,17 @@
-import type { AnthropicModelEntry, ModelEntry } from "@tokenmesh/catalog";
-import type { ChatChunk, ChatMessage, EmbedResponse } from "@tokenmesh/proto/common/v1/chat";
+import type { AnthropicModelEntry } from "@tokenmesh/catalog";
+import type { ChatChunk, EmbedResponse } from "@tokenmesh/proto/common/v1/chat";
 import { AppError } from "@tokenmesh/runtime";
-import type { EmbedCall, Engine, GenerateCall, ModelStatus, TokenCount } from "../engine.js";
+import type { EmbedCall, Engine, GenerateCall } from "../engine.js";
 import { nowSeconds, usageChunk } from "../http/chunks.js";
 import { malformedError } from "../http/errors.js";
-import { estimateMessageTokens } from "../http/estimate.js";
-import { UpstreamHttpClient } from "../http/http-client.js";
-import type { GetSecret } from "../http/secrets.js";
 import { readSse } from "../http/sse.js";
-import {
-  joinUrl,
-  requireKey,
-  resolveGetSecret,
-  type UpstreamEngineOptions,
-  upstreamStatus,
-} from "../http/upstream-options.js";
+import { UpstreamEngine } from "../http/upstream-engine.js";
+import { joinUrl, requireKey } from "../http/upstream-options.js";
 import { fromAnthropicMessage, mapUsage, toAnthropicRequest } from "./anthropic.mapping.js";
 import { AnthropicStreamTranslator } from "./anthropic.stream.js";
 import type { AnthropicResponseMessage, AnthropicStreamEvent } from "./anthropic.types.js";
 
 const PROVIDER = "Anthropic upstream";
-
-function asAnthropic(model: ModelEntry): AnthropicModelEntry {
-  if (model.engine !== "anthropic") {
-    throw new AppError("INTERNAL", `model ${model.id} (engine ${model.engine}) was sent to the anthropic engine`, {
-      retryable: false,
-    });
-  }
-  return model;
-}
 
 /**
  * Runs Anthropic models through the Messages API (`x-api-key`, `anthropic-version` from the entry). Non-streaming
@@ -36,20 +19,11 @@ function asAnthropic(model: ModelEntry): AnthropicModelEntry {
  * events (see AnthropicStreamTranslator). The last chunk carries usage and no choices. A stream that ends before
  * `message_stop` throws UNAVAILABLE; 529 (overloaded) is UNAVAILABLE, retryable. Anthropic has no embeddings.
  */
-export class AnthropicEngine implements Engine {
+export class AnthropicEngine extends UpstreamEngine<AnthropicModelEntry> implements Engine {
   readonly kind = "anthropic" as const;
-  private readonly http: UpstreamHttpClient;
-  private readonly ownsHttp: boolean;
-  private readonly getSecret: GetSecret;
-
-  constructor(options: UpstreamEngineOptions = {}) {
-    this.http = options.http ?? new UpstreamHttpClient();
-    this.ownsHttp = options.http === undefined;
-    this.getSecret = resolveGetSecret(options);
-  }
 
   async *generate(call: GenerateCall): AsyncGenerator<ChatChunk> {
-    const entry = asAnthropic(call.model);
+    const entry = this.entry(call.model);
     const stream = call.request.stream;
     const key = requireKey(entry, this.getSecret);
     const headers: Record<string, string> = {
@@ -113,24 +87,5 @@ export class AnthropicEngine implements Engine {
         retryable: false,
       },
     );
-  }
-
-  /** Estimated (chars / 4), without a network call. */
-  async countTokens(_model: ModelEntry, messages: ChatMessage[]): Promise<TokenCount> {
-    return { tokens: estimateMessageTokens(messages), exact: false };
-  }
-
-  /** Checks the key env var is set (FAILED_PRECONDITION otherwise); makes no network call. */
-  async load(model: ModelEntry): Promise<void> {
-    requireKey(asAnthropic(model), this.getSecret);
-  }
-
-  status(model: ModelEntry): ModelStatus {
-    return upstreamStatus(asAnthropic(model), this.getSecret);
-  }
-
-  /** Closes the engine's own connection pools (not a shared client passed in options). */
-  async close(): Promise<void> {
-    if (this.ownsHttp) await this.http.close();
   }
 }

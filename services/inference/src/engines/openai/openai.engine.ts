@@ -1,20 +1,12 @@
-import type { ModelEntry, OpenAIModelEntry } from "@tokenmesh/catalog";
+import type { OpenAIModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatMessage, EmbedResponse, Usage } from "@tokenmesh/proto/common/v1/chat";
-import { AppError } from "@tokenmesh/runtime";
-import type { EmbedCall, Engine, GenerateCall, ModelStatus, TokenCount } from "../engine.js";
+import type { EmbedCall, Engine, GenerateCall } from "../engine.js";
 import { nowSeconds, usage, usageChunk } from "../http/chunks.js";
 import { errorFromStreamEvent, malformedError, providerErrorFromJson } from "../http/errors.js";
 import { estimateMessageTokens } from "../http/estimate.js";
-import { UpstreamHttpClient } from "../http/http-client.js";
-import type { GetSecret } from "../http/secrets.js";
 import { readSse } from "../http/sse.js";
-import {
-  joinUrl,
-  requireKey,
-  resolveGetSecret,
-  type UpstreamEngineOptions,
-  upstreamStatus,
-} from "../http/upstream-options.js";
+import { UpstreamEngine } from "../http/upstream-engine.js";
+import { joinUrl, requireKey } from "../http/upstream-options.js";
 import {
   fromOpenAIChunk,
   fromOpenAICompletion,
@@ -27,15 +19,6 @@ import type { OpenAIChatCompletion, OpenAIChatCompletionChunk, OpenAIEmbeddingRe
 
 const PROVIDER = "OpenAI upstream";
 
-function asOpenAI(model: ModelEntry): OpenAIModelEntry {
-  if (model.engine !== "openai") {
-    throw new AppError("INTERNAL", `model ${model.id} (engine ${model.engine}) was sent to the openai engine`, {
-      retryable: false,
-    });
-  }
-  return model;
-}
-
 /**
  * Runs models served by OpenAI or any OpenAI-compatible API (chat completions and embeddings). Non-streaming
  * requests call the provider without streaming and surface its answer as one chunk of full deltas; streaming
@@ -43,17 +26,8 @@ function asOpenAI(model: ModelEntry): OpenAIModelEntry {
  * (estimated only if the provider sent none). A stream that ends without `data: [DONE]` throws UNAVAILABLE.
  * All failures are AppError (see ../http/errors.ts for the status mapping).
  */
-export class OpenAIEngine implements Engine {
+export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements Engine {
   readonly kind = "openai" as const;
-  private readonly http: UpstreamHttpClient;
-  private readonly ownsHttp: boolean;
-  private readonly getSecret: GetSecret;
-
-  constructor(options: UpstreamEngineOptions = {}) {
-    this.http = options.http ?? new UpstreamHttpClient();
-    this.ownsHttp = options.http === undefined;
-    this.getSecret = resolveGetSecret(options);
-  }
 
   private headers(entry: OpenAIModelEntry, stream: boolean): Record<string, string> {
     const key = requireKey(entry, this.getSecret);
@@ -66,7 +40,7 @@ export class OpenAIEngine implements Engine {
   }
 
   async *generate(call: GenerateCall): AsyncGenerator<ChatChunk> {
-    const entry = asOpenAI(call.model);
+    const entry = this.entry(call.model);
     const stream = call.request.stream;
     const headers = this.headers(entry, stream);
     const body = JSON.stringify(toOpenAIRequest(entry, call.request, stream));
@@ -134,7 +108,7 @@ export class OpenAIEngine implements Engine {
   }
 
   async embed(call: EmbedCall): Promise<EmbedResponse> {
-    const entry = asOpenAI(call.model);
+    const entry = this.entry(call.model);
     const exchange = await this.http.post({
       provider: PROVIDER,
       url: joinUrl(entry.base_url, "/embeddings"),
@@ -150,25 +124,6 @@ export class OpenAIEngine implements Engine {
     } finally {
       exchange.dispose();
     }
-  }
-
-  /** Estimated (chars / 4): OpenAI has no token counting endpoint and we ship no tokenizer. */
-  async countTokens(_model: ModelEntry, messages: ChatMessage[]): Promise<TokenCount> {
-    return { tokens: estimateMessageTokens(messages), exact: false };
-  }
-
-  /** Checks the key env var is set (FAILED_PRECONDITION otherwise); makes no network call. */
-  async load(model: ModelEntry): Promise<void> {
-    requireKey(asOpenAI(model), this.getSecret);
-  }
-
-  status(model: ModelEntry): ModelStatus {
-    return upstreamStatus(asOpenAI(model), this.getSecret);
-  }
-
-  /** Closes the engine's own connection pools (not a shared client passed in options). */
-  async close(): Promise<void> {
-    if (this.ownsHttp) await this.http.close();
   }
 }
 
