@@ -253,6 +253,19 @@ describe("errors in OpenAI's format", () => {
   });
 });
 
+describe("gateway metrics", () => {
+  it("count every response by status, refused ones included", async () => {
+    const text = await (await fetch(`${mesh.gateways[0]!.http}/metrics`)).text();
+    const count = (status: string) =>
+      Number(new RegExp(`tokenmesh_gateway_requests_total\\{api="http",endpoint="chat",status="${status}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    expect(count("200")).toBeGreaterThan(0);
+    expect(count("401")).toBeGreaterThan(0);
+    expect(count("429")).toBeGreaterThan(0);
+    expect(text).toMatch(/tokenmesh_gateway_rate_limited_total\{limit="requests"\} [1-9]/);
+    expect(text).toMatch(/tokenmesh_gateway_request_duration_seconds_count\{api="http",endpoint="chat"\} [1-9]/);
+  });
+});
+
 describe("the gRPC front door", () => {
   it("serves Chat, ChatStream, Embed and ListModels with the same errors", async () => {
     const grpc = createGrpcClient(GatewayServiceClient, mesh.gateways[0]!.grpc);

@@ -30,8 +30,14 @@ import { registerAdminRoutes } from "./http/admin.routes.js";
 import { registerErrorHandler } from "./http/errors.js";
 import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
+import { metrics } from "./metrics.js";
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const ENDPOINTS: Record<string, string> = {
+  "/v1/chat/completions": "chat",
+  "/v1/embeddings": "embeddings",
+  "/v1/models": "models",
+};
 const SCOPE_OF: Record<string, Scope> = { key: Scope.SCOPE_KEY, team: Scope.SCOPE_TEAM, user: Scope.SCOPE_USER };
 
 /** Wires the gateway: HTTP (Fastify) and gRPC front doors over one ChatFlow, Redis, NATS and the peers. */
@@ -106,6 +112,13 @@ export function createApp(
   });
   http.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
+  });
+  // Every API response is counted and timed here; hijacked SSE responses count themselves (no onResponse).
+  http.addHook("onResponse", async (req, reply) => {
+    const endpoint = ENDPOINTS[req.routeOptions.url ?? ""];
+    if (!endpoint) return;
+    metrics.requests.inc({ api: "http", endpoint, status: String(reply.statusCode) });
+    metrics.duration.observe({ api: "http", endpoint }, reply.elapsedTime / 1000);
   });
   registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);

@@ -1,8 +1,24 @@
 import { randomUUID } from "node:crypto";
 import type { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
-import type { CallContext, Handlers } from "@tokenmesh/runtime";
+import { type CallContext, type Handlers, toAppError } from "@tokenmesh/runtime";
 import type { ChatFlow } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
+import { metrics } from "../metrics.js";
+
+/** Counts and times a gRPC front-door call like the HTTP ones (status = the AppError code, or OK). */
+async function counted<T>(endpoint: string, run: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  let status = "OK";
+  try {
+    return await run();
+  } catch (err) {
+    status = toAppError(err).code;
+    throw err;
+  } finally {
+    metrics.requests.inc({ api: "grpc", endpoint, status });
+    metrics.duration.observe({ api: "grpc", endpoint }, (performance.now() - started) / 1000);
+  }
+}
 
 function authorization(ctx: CallContext): string | undefined {
   const v = ctx.metadata.get("authorization")[0];
@@ -19,34 +35,43 @@ export function gatewayHandlers(deps: { flow: ChatFlow; router: Router }): Handl
   const { flow } = deps;
   return {
     async chat(request, ctx) {
-      const { response } = await flow.complete({
-        authorization: authorization(ctx),
-        requestId: requestId(ctx),
-        request: { ...request, stream: false },
-        signal: ctx.signal,
-        endpoint: "chat",
-      });
+      const { response } = await counted("chat", () =>
+        flow.complete({
+          authorization: authorization(ctx),
+          requestId: requestId(ctx),
+          request: { ...request, stream: false },
+          signal: ctx.signal,
+          endpoint: "chat",
+        }),
+      );
       return response;
     },
 
     async *chatStream(request, ctx) {
-      const started = await flow.start({
-        authorization: authorization(ctx),
-        requestId: requestId(ctx),
-        request: { ...request, stream: true },
-        signal: ctx.signal,
-        endpoint: "chat",
-      });
-      yield* started.chunks;
+      const began = performance.now();
+      let status = "OK";
+      try {
+        const started = await flow.start({
+          authorization: authorization(ctx),
+          requestId: requestId(ctx),
+          request: { ...request, stream: true },
+          signal: ctx.signal,
+          endpoint: "chat",
+        });
+        yield* started.chunks;
+      } catch (err) {
+        status = toAppError(err).code;
+        throw err;
+      } finally {
+        metrics.requests.inc({ api: "grpc", endpoint: "chat", status });
+        metrics.duration.observe({ api: "grpc", endpoint: "chat" }, (performance.now() - began) / 1000);
+      }
     },
 
     async embed(request, ctx) {
-      const { response } = await flow.embed({
-        authorization: authorization(ctx),
-        requestId: requestId(ctx),
-        request,
-        signal: ctx.signal,
-      });
+      const { response } = await counted("embeddings", () =>
+        flow.embed({ authorization: authorization(ctx), requestId: requestId(ctx), request, signal: ctx.signal }),
+      );
       return response;
     },
 

@@ -1,6 +1,7 @@
 import { AppError, toHttpError } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
 import type { FastifyError, FastifyInstance } from "fastify";
+import { metrics } from "../metrics.js";
 
 /** Fastify's own errors (bad JSON, body too large, wrong content type) as AppErrors with the right status. */
 function fromFastify(err: FastifyError): AppError | undefined {
@@ -34,6 +35,9 @@ export function registerErrorHandler(app: FastifyInstance, logger: Logger): void
     let status = mapped.status;
     if ((appErr as AppError).reason === "request_too_large") status = 413;
     if (mapped.error.code === "INTERNAL") logger.error({ err, request_id: req.id }, "request failed");
+    if (mapped.error.reason === "rate_limit_exceeded") {
+      metrics.rateLimited.inc({ limit: mapped.error.message.includes("tokens") ? "tokens" : "requests" });
+    }
     void reply.code(status).headers(mapped.headers).send(mapped.body);
   });
   app.setNotFoundHandler((req, reply) => {

@@ -64,7 +64,6 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
     };
     if (!request.stream) {
       const { response, rate } = await flow.complete(call);
-      metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
       return reply.headers(rateHeaders(rate)).send(toOpenAICompletion(response));
     }
     const started = await flow.start(call);
@@ -85,6 +84,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
       }
       raw.end("data: [DONE]\n\n");
       metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
+      metrics.duration.observe({ api: "http", endpoint: "chat" }, reply.elapsedTime / 1000);
     } catch (err) {
       // The status line is gone: end with an error event and no [DONE], so clients see a failed stream.
       const mapped = toHttpError(err, req.id);
@@ -107,7 +107,6 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
         ...(body.dimensions !== undefined ? { dimensions: body.dimensions } : {}),
       },
     });
-    metrics.requests.inc({ api: "http", endpoint: "embeddings", status: "200" });
     return reply.headers(rateHeaders(rate)).send(toOpenAIEmbeddings(response, body.encoding_format));
   });
 
