@@ -21,7 +21,9 @@ const skipPortkey = args.includes("--skip-portkey");
 // --profile DIR: each service writes a V8 CPU profile into DIR when it exits (open them in Chrome DevTools).
 const profileAt = args.indexOf("--profile");
 const profileDir = profileAt >= 0 ? resolve(args[profileAt + 1]) : undefined;
-const benchArgs = args.filter((a, i) => a !== "--skip-portkey" && (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)));
+const benchArgs = args.filter(
+  (a, i) => a !== "--skip-portkey" && (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)),
+);
 const dir = mkdtempSync(join(tmpdir(), "tokenmesh-bench-"));
 // A private copy: the Portkey example installs its packages into its own folder.
 const harness = join(dir, "harness");

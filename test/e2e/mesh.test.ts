@@ -257,7 +257,11 @@ describe("gateway metrics", () => {
   it("count every response by status, refused ones included", async () => {
     const text = await (await fetch(`${mesh.gateways[0]!.http}/metrics`)).text();
     const count = (status: string) =>
-      Number(new RegExp(`tokenmesh_gateway_requests_total\\{api="http",endpoint="chat",status="${status}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      Number(
+        new RegExp(`tokenmesh_gateway_requests_total\\{api="http",endpoint="chat",status="${status}"\\} (\\d+)`).exec(
+          text,
+        )?.[1] ?? 0,
+      );
     expect(count("200")).toBeGreaterThan(0);
     expect(count("401")).toBeGreaterThan(0);
     expect(count("429")).toBeGreaterThan(0);
