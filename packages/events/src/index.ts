@@ -3,7 +3,13 @@ export type { NatsConnection } from "@nats-io/transport-node";
 export { type ConnectNatsOptions, connectNats } from "./connection.js";
 export { type ConsumeOptions, consumeEvents, type Delivery, type EventConsumer } from "./consumer.js";
 export { natsReadiness } from "./health.js";
-export { EventPublisher, type EventPublisherOptions, OutboxFullError } from "./publisher.js";
+export {
+  EventPublisher,
+  type EventPublisherOptions,
+  type JournalRecord,
+  OutboxFullError,
+  type OutboxJournal,
+} from "./publisher.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";
 export {
   BudgetThresholdEvent,

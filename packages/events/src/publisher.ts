@@ -26,6 +26,29 @@ export class OutboxFullError extends AppError {
   }
 }
 
+/** An event as kept in a journal: enough to publish it again from another process. */
+export interface JournalRecord {
+  subject: string;
+  /** The payload, base64. */
+  data: string;
+  headers: Record<string, string>;
+  /** When it was first accepted (ms since the epoch). */
+  at: number;
+}
+
+/**
+ * Durable storage for events not yet acknowledged by JetStream (e.g. a Redis hash shared by every replica of a
+ * service), so events accepted by a process that dies — or is restarted during a NATS outage — are published by
+ * the next one. Records are keyed by Nats-Msg-Id: publishing one twice is harmless (JetStream drops the
+ * duplicate within the stream's window, and consumers are idempotent by id beyond it).
+ */
+export interface OutboxJournal {
+  save(msgId: string, record: JournalRecord): Promise<void>;
+  remove(msgId: string): Promise<void>;
+  /** Records accepted more than `olderThanMs` ago and still not removed. */
+  stale(olderThanMs: number): Promise<{ msgId: string; record: JournalRecord }[]>;
+}
+
 interface Entry {
   subject: string;
   data: Uint8Array;
@@ -46,6 +69,8 @@ export interface EventPublisherOptions {
   window?: number;
   /** How long to wait for a PubAck before trying again. */
   ackTimeoutMs?: number;
+  /** Keeps each event until JetStream acknowledges it; see {@link OutboxJournal}. */
+  journal?: OutboxJournal;
 }
 
 /**
@@ -100,10 +125,57 @@ export class EventPublisher {
     };
     const acked = new Promise<PubAck>((resolve, reject) => entry.waiters.push({ resolve, reject }));
     acked.catch(() => undefined);
+    const journal = this.options.journal;
+    if (journal) {
+      const headers: Record<string, string> = {};
+      for (const k of h.keys()) headers[k] = h.get(k);
+      // Issued before the publish, so on the same connection it lands before the removal that follows the ack.
+      journal
+        .save(entry.msgId, {
+          subject: entry.subject,
+          data: Buffer.from(entry.data).toString("base64"),
+          headers,
+          at: Date.now(),
+        })
+        .catch((err: Error) =>
+          this.options.logger.error({ err: err.message, msg_id: entry.msgId }, "outbox journal write failed"),
+        );
+    }
     this.queue.push(entry);
     metrics.depth.set({ publisher: this.options.name }, this.depth);
     this.pump();
     return acked;
+  }
+
+  /**
+   * Publishes again every journal record older than `olderThanMs` (left by a process that died, or whose sends
+   * are long overdue). Returns how many were queued. Call at start-up and periodically.
+   */
+  async recover(olderThanMs = 30_000): Promise<number> {
+    const journal = this.options.journal;
+    if (!journal || this.closed) return 0;
+    const queued = new Set(this.queue.slice(this.head).map((e) => e.msgId));
+    let n = 0;
+    for (const { msgId, record } of await journal.stale(olderThanMs)) {
+      if (queued.has(msgId) || this.depth >= this.capacity) continue;
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(record.headers)) h.set(k, v);
+      this.queue.push({
+        subject: record.subject,
+        data: Buffer.from(record.data, "base64"),
+        msgId,
+        headers: h,
+        state: "pending",
+        waiters: [],
+      });
+      n++;
+    }
+    if (n > 0) {
+      this.options.logger.warn({ events: n }, "republishing events left in the outbox journal");
+      metrics.depth.set({ publisher: this.options.name }, this.depth);
+      this.pump();
+    }
+    return n;
   }
 
   /** Resolves when every accepted event is stored, or rejects after `timeoutMs`. */
@@ -151,6 +223,9 @@ export class EventPublisher {
           entry.state = "done";
           this.backoffMs = 0;
           metrics.published.inc({ subject: entry.subject, duplicate: String(ack.duplicate) });
+          this.options.journal
+            ?.remove(entry.msgId)
+            .catch((err: Error) => this.options.logger.warn({ err: err.message }, "outbox journal removal failed"));
           for (const w of entry.waiters) w.resolve(ack);
           entry.waiters = [];
           this.advance();

@@ -20,6 +20,7 @@ import { GrpcCost } from "./adapters/cost.client.js";
 import { GrpcGuard } from "./adapters/guard.client.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
+import { RedisOutboxJournal } from "./adapters/redis-outbox-journal.js";
 import { GrpcRouter } from "./adapters/router.client.js";
 import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";
@@ -33,6 +34,8 @@ import { registerOpsRoutes } from "./http/ops.routes.js";
 import { metrics } from "./metrics.js";
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+/** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
+const RECOVER_AFTER_MS = 30_000;
 const ENDPOINTS: Record<string, string> = {
   "/v1/chat/completions": "chat",
   "/v1/embeddings": "embeddings",
@@ -71,6 +74,7 @@ export function createApp(
   });
   let publisher: EventPublisher | undefined;
   let usageSink: JetStreamUsageSink | undefined;
+  let recoverTimer: NodeJS.Timeout | undefined;
   const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
   const flow = new ChatFlow({
     catalog: () => {
@@ -131,6 +135,7 @@ export function createApp(
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
   lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => stopWatching?.());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
+  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
@@ -164,7 +169,20 @@ export function createApp(
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-gateway", logger });
       await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE", "LLM_BUDGET", "LLM_JOBS", "LLM_DEADLETTER"]);
       const js = jetstream(nc);
-      publisher = new EventPublisher({ js, logger, name: "gateway-usage" });
+      publisher = new EventPublisher({
+        js,
+        logger,
+        name: "gateway-usage",
+        journal: new RedisOutboxJournal(redis, "usage"),
+      });
+      // Events a dead replica (or this one, before a restart) accepted but never got stored: publish them again.
+      await publisher.recover(RECOVER_AFTER_MS);
+      recoverTimer = setInterval(() => {
+        publisher
+          ?.recover(RECOVER_AFTER_MS)
+          .catch((err: Error) => logger.warn({ err: err.message }, "outbox recovery failed"));
+      }, RECOVER_AFTER_MS / 2);
+      recoverTimer.unref();
       usageSink = new JetStreamUsageSink(publisher, logger);
       await budgets.start(js);
       await host.start();

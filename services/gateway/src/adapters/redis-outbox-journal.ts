@@ -1,0 +1,41 @@
+import type { JournalRecord, OutboxJournal } from "@tokenmesh/events";
+import type { Redis } from "ioredis";
+
+/**
+ * The event outbox's journal in one Redis hash shared by every gateway replica (`tm:outbox:<name>`, field = the
+ * Nats-Msg-Id). A replica that dies with events not yet stored by JetStream leaves them here; any replica's
+ * periodic `recover` publishes them again.
+ */
+export class RedisOutboxJournal implements OutboxJournal {
+  private readonly key: string;
+
+  constructor(
+    private readonly redis: Redis,
+    name: string,
+  ) {
+    this.key = `tm:outbox:${name}`;
+  }
+
+  async save(msgId: string, record: JournalRecord): Promise<void> {
+    await this.redis.hset(this.key, msgId, JSON.stringify(record));
+  }
+
+  async remove(msgId: string): Promise<void> {
+    await this.redis.hdel(this.key, msgId);
+  }
+
+  async stale(olderThanMs: number): Promise<{ msgId: string; record: JournalRecord }[]> {
+    const before = Date.now() - olderThanMs;
+    const out: { msgId: string; record: JournalRecord }[] = [];
+    let cursor = "0";
+    do {
+      const [next, flat] = await this.redis.hscan(this.key, cursor, "COUNT", 1000);
+      cursor = next;
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const record = JSON.parse(flat[i + 1]!) as JournalRecord;
+        if (record.at <= before) out.push({ msgId: flat[i]!, record });
+      }
+    } while (cursor !== "0");
+    return out;
+  }
+}
