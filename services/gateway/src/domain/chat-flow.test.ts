@@ -76,11 +76,7 @@ function fakeGuard(log: string[]): Guard {
   };
 }
 
-function flowWith(
-  events: RouteEvent[] | (() => AsyncIterable<RouteEvent>),
-  usage: UsageRecorded[],
-  log: string[] = [],
-) {
+function flowWith(events: RouteEvent[] | Router["route"], usage: UsageRecorded[], log: string[] = []) {
   const router: Router = {
     route:
       typeof events === "function"
@@ -234,5 +230,29 @@ describe("ChatFlow", () => {
     expect(response.id).toBe("req_1");
     expect(response.choices[0]?.message?.content).toBe("HELLO");
     expect(usage[0]).toMatchObject({ cacheHit: true, status: "ok", stream: false });
+  });
+
+  it("passes auto and auto:<tier> through for the router to resolve", async () => {
+    const seen: string[] = [];
+    const usage: UsageRecorded[] = [];
+    const flow = flowWith(
+      async function* (_ctx, request) {
+        seen.push(request.model);
+        yield { route: { model: "m", provider: "openai", cacheHit: false, attempts: 1 } };
+        yield { chunk: chunk(delta("x", FinishReason.FINISH_REASON_STOP, Role.ROLE_ASSISTANT)) };
+      } as Router["route"],
+      usage,
+    );
+    for (const model of ["auto", "auto:large"]) {
+      const started = await flow.start(call(model));
+      for await (const _ of started.chunks) {
+        // drain
+      }
+    }
+    expect(seen).toEqual(["auto", "auto:large"]);
+    expect(usage.map((u) => [u.modelRequested, u.model])).toEqual([
+      ["auto", "m"],
+      ["auto:large", "m"],
+    ]);
   });
 });

@@ -1,4 +1,4 @@
-import { findModel } from "@tokenmesh/catalog";
+import { findModel, type ModelEntry } from "@tokenmesh/catalog";
 import {
   type ChatChunk,
   type ChatDelta,
@@ -139,10 +139,17 @@ export class ChatFlow {
     return principalOf(record);
   }
 
-  /** Checks that `requested` names a model this key may use; returns its catalog id ("auto" stays "auto"). */
-  resolveModel(principal: Principal, requested: string, kind: "chat" | "embedding"): string {
+  /**
+   * Checks that `requested` names a model this key may use; returns its catalog id and entry. `auto` and
+   * `auto:<tier>` pass through for the router to resolve (entry undefined).
+   */
+  resolveModel(
+    principal: Principal,
+    requested: string,
+    kind: "chat" | "embedding",
+  ): { id: string; entry: ModelEntry | undefined } {
     const entry = findModel(this.deps.catalog(), requested);
-    if (!entry && requested !== "auto") {
+    if (!entry && requested !== "auto" && !requested.startsWith("auto:")) {
       throw new AppError("NOT_FOUND", `The model '${requested}' does not exist`, {
         reason: "model_not_found",
         param: "model",
@@ -163,7 +170,7 @@ export class ChatFlow {
         },
       );
     }
-    return entry?.id ?? requested;
+    return { id: entry?.id ?? requested, entry };
   }
 
   context(principal: Principal, call: ChatCall): RequestContext {
@@ -251,7 +258,7 @@ export class ChatFlow {
     try {
       const principal = await this.authenticate(call.authorization);
       draft.principal = principal;
-      draft.model = this.resolveModel(principal, call.request.model, "embedding");
+      draft.model = this.resolveModel(principal, call.request.model, "embedding").id;
       const user = principal.user || call.request.user;
       if (!principal.admin && this.deps.budgets.blocked(principal.keyId, principal.team, user)) {
         throw new BudgetExceededError("This key's budget for the current period is used up");
@@ -282,14 +289,13 @@ export class ChatFlow {
     const principal = await this.authenticate(call.authorization);
     draft.principal = principal;
     const request = call.request;
-    const modelId = this.resolveModel(principal, request.model, "chat");
+    const { id: modelId, entry } = this.resolveModel(principal, request.model, "chat");
     draft.model = modelId;
     const { budgets } = this.deps;
     const user = principal.user || request.user;
     if (!principal.admin && budgets.blocked(principal.keyId, principal.team, user)) {
       throw new BudgetExceededError("This key's budget for the current period is used up");
     }
-    const entry = findModel(this.deps.catalog(), modelId);
     const inputEstimate = estimateInputTokens(request.messages);
     const maxOutput = request.maxTokens ?? entry?.max_output_tokens ?? 4096;
     const rate = await this.limit(principal, call.requestId, inputEstimate + maxOutput);
