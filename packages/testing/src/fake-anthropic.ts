@@ -21,6 +21,7 @@ import {
   type FakeUpstreamOptions,
   planAnswer,
   SSE_HEADERS,
+  sendEvents,
   sleep,
   splitArguments,
   splitWords,
@@ -259,23 +260,7 @@ async function handleAnthropic(ctx: FakeContext, b: FakeBehavior, apiKey: string
 
   res.writeHead(200, { ...SSE_HEADERS, "request-id": nextId("req_fake") });
   res.flushHeaders();
-  for (let i = 0; i < events.length; i++) {
-    if (b.cutAfterChunks !== undefined && i >= b.cutAfterChunks) return ctx.cut();
-    if (b.truncateAfterChunks !== undefined && i >= b.truncateAfterChunks) {
-      res.end();
-      return;
-    }
-    if (b.streamErrorAfterChunks !== undefined && i >= b.streamErrorAfterChunks) {
-      await ctx.write(`event: error\ndata: ${errorJson(b.errorStatus ?? 529, b)}\n\n`);
-      res.end();
-      return;
-    }
-    const wait = sleep(b.chunkDelayMs);
-    if (wait !== undefined) await wait;
-    if (!ctx.alive()) return;
-    await ctx.write(events[i]!);
-  }
-  res.end();
+  await sendEvents(ctx, b, events, () => `event: error\ndata: ${errorJson(b.errorStatus ?? 529, b)}\n\n`);
 }
 
 /**

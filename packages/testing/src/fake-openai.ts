@@ -675,20 +675,31 @@ async function openAIChat(
 
   res.writeHead(200, SSE_HEADERS);
   res.flushHeaders();
+  await sendEvents(ctx, b, events, () => {
+    const status = b.errorStatus ?? 500;
+    const known = OPENAI_ERRORS[status] ?? OPENAI_ERRORS[500]!;
+    return `data: ${JSON.stringify({ error: { message: b.errorMessage ?? known.message, type: known.type, param: null, code: known.code } })}\n\n`;
+  });
+}
+
+/**
+ * Writes SSE events with the behaviour's pacing and failures: a delay before each event, the socket destroyed
+ * after `cutAfterChunks` events, a clean end without the terminator after `truncateAfterChunks`, or the
+ * provider's in-stream error event after `streamErrorAfterChunks`. Ends the response unless the socket was cut.
+ */
+export async function sendEvents(
+  ctx: FakeContext,
+  b: FakeBehavior,
+  events: string[],
+  errorEvent: () => string,
+): Promise<void> {
+  const res = ctx.res;
   for (let i = 0; i < events.length; i++) {
     if (b.cutAfterChunks !== undefined && i >= b.cutAfterChunks) return ctx.cut();
-    if (b.truncateAfterChunks !== undefined && i >= b.truncateAfterChunks) {
-      res.end();
-      return;
-    }
+    if (b.truncateAfterChunks !== undefined && i >= b.truncateAfterChunks) break;
     if (b.streamErrorAfterChunks !== undefined && i >= b.streamErrorAfterChunks) {
-      const status = b.errorStatus ?? 500;
-      const known = OPENAI_ERRORS[status] ?? OPENAI_ERRORS[500]!;
-      await ctx.write(
-        `data: ${JSON.stringify({ error: { message: b.errorMessage ?? known.message, type: known.type, param: null, code: known.code } })}\n\n`,
-      );
-      res.end();
-      return;
+      await ctx.write(errorEvent());
+      break;
     }
     const wait = sleep(b.chunkDelayMs);
     if (wait !== undefined) await wait;
