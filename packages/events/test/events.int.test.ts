@@ -4,7 +4,7 @@ import { context, propagation, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { AppError } from "@tokenmesh/runtime";
 import { createLogger, registry } from "@tokenmesh/telemetry";
 import { startNatsServer, uniqueName, waitFor } from "@tokenmesh/testing";
@@ -29,28 +29,21 @@ beforeAll(() => {
 });
 
 function usage(requestId: string): UsageRecorded {
-  return {
+  return UsageRecorded.fromPartial({
     requestId,
     timestamp: new Date().toISOString(),
     keyId: "key-1",
     team: "team-a",
-    user: "",
     modelRequested: "local-tiny",
     model: "local-tiny",
     provider: "local",
     inputTokens: 10,
     outputTokens: 5,
-    cachedTokens: 0,
-    cacheHit: false,
     status: "ok",
-    errorCode: "",
     latencyMs: 12.5,
     ttftMs: 3,
-    traceId: "",
     endpoint: "chat",
-    stream: false,
-    reservationId: "",
-  };
+  });
 }
 
 /** A per-test event type on its own subject and stream, so tests sharing one server don't see each other. */

@@ -14,7 +14,7 @@ import {
   UsageRecordedEvent,
 } from "@tokenmesh/events";
 import { CostServiceClient } from "@tokenmesh/proto/cost/v1/cost";
-import type { BudgetThresholdCrossed, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { type BudgetThresholdCrossed, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { staticPriceTable } from "../src/adapters/price-table.js";
@@ -127,28 +127,17 @@ export async function busClient(natsUrl: string) {
 
 /** A usage event with defaults for the fields a test does not care about. */
 export function usage(fields: Partial<UsageRecorded> & { requestId: string }): UsageRecorded {
-  return {
+  return UsageRecorded.fromPartial({
     timestamp: new Date().toISOString(),
-    keyId: "",
-    team: "",
-    user: "",
     modelRequested: "m-small",
     model: "m-small",
     provider: "test",
-    inputTokens: 0,
-    outputTokens: 0,
-    cachedTokens: 0,
-    cacheHit: false,
     status: "ok",
-    errorCode: "",
     latencyMs: 1,
     ttftMs: 1,
-    traceId: "",
     endpoint: "chat",
-    stream: false,
-    reservationId: "",
     ...fields,
-  };
+  });
 }
 
 /** Polls `fn` until it returns a truthy value. */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { decodeEvent, EventPublisher, type EventType, UsageRecordedEvent } from "@tokenmesh/events";
-import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { createLogger } from "@tokenmesh/telemetry";
 import { startNatsServer } from "@tokenmesh/testing";
 import { Redis } from "ioredis";
@@ -15,28 +15,15 @@ import { RedisOutboxJournal } from "../src/adapters/redis-outbox-journal.js";
 const logger = createLogger({ service: "outbox-test", level: "silent" });
 
 function usage(requestId: string): UsageRecorded {
-  return {
+  return UsageRecorded.fromPartial({
     requestId,
     timestamp: new Date().toISOString(),
     keyId: "k",
-    team: "",
-    user: "",
-    modelRequested: "m",
     model: "m",
-    provider: "openai",
     inputTokens: 1,
     outputTokens: 1,
-    cachedTokens: 0,
-    cacheHit: false,
     status: "ok",
-    errorCode: "",
-    latencyMs: 1,
-    ttftMs: 1,
-    traceId: "",
-    endpoint: "chat",
-    stream: false,
-    reservationId: "",
-  };
+  });
 }
 
 describe("the usage outbox journal", () => {
