@@ -177,10 +177,16 @@ export class GrpcServer {
           Math.max(0, deadline.getTime() - Date.now()),
         );
       }
-      call.on("cancelled", () => ac.abort(new AppError("CANCELLED", "cancelled by the client")));
+      let ended = false;
+      // grpc-js also emits "cancelled" when a call that already answered closes its stream: only a call still in
+      // progress is really cancelled (aborting a finished one cost an error object and woke every abort listener).
+      call.on("cancelled", () => {
+        if (!ended) ac.abort(new AppError("CANCELLED", "cancelled by the client"));
+      });
       const started = performance.now();
       const ctx: CallContext = { metadata: call.metadata, signal: ac.signal, deadline, peer: call.getPeer() };
       const end = (err?: unknown) => {
+        ended = true;
         clearTimeout(deadlineTimer);
         this.active.delete(ac);
         let code = "OK";

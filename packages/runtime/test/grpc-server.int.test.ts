@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { credentials, loadPackageDefinition } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { CostServiceClient, CostServiceService, Scope } from "@tokenmesh/proto/cost/v1/cost";
+import { CostServiceClient, CostServiceService, GetUsageRequest, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { createLogger } from "@tokenmesh/telemetry";
 import { grpcHealth } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,9 @@ import { type AppError, BudgetExceededError, callUnary, createGrpcClient, GrpcSe
 const logger = createLogger({ service: "runtime-test", level: "silent" });
 let server: GrpcServer;
 let port: number;
+/** The signals getUsage saw, and why getBudget's signal was aborted. */
+const usageSignals: AbortSignal[] = [];
+let budgetAbortReason: unknown;
 
 beforeAll(async () => {
   server = new GrpcServer({ logger });
@@ -22,7 +25,8 @@ beforeAll(async () => {
     async release() {
       throw new TypeError("a bug with private details");
     },
-    async getUsage(req) {
+    async getUsage(req, ctx) {
+      usageSignals.push(ctx.signal);
       return {
         totals: { costUsd: req.scope, requests: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, errors: 0 },
         byModel: {},
@@ -32,6 +36,7 @@ beforeAll(async () => {
       await new Promise((resolve, reject) => {
         const t = setTimeout(resolve, 5_000);
         ctx.signal.addEventListener("abort", () => {
+          budgetAbortReason = ctx.signal.reason;
           clearTimeout(t);
           reject(ctx.signal.reason);
         });
@@ -133,6 +138,43 @@ describe("GrpcServer", () => {
       expect(Date.now() - started).toBeLessThan(4_000);
       await new Promise((r) => setTimeout(r, 50));
       expect(server.inFlight).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("aborts the handler's signal with CANCELLED when the caller cancels", async () => {
+    const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
+    try {
+      budgetAbortReason = undefined;
+      const ac = new AbortController();
+      const pending = callUnary(
+        client.getBudget.bind(client),
+        { scope: Scope.SCOPE_KEY, id: "k", period: 1 },
+        {
+          signal: ac.signal,
+        },
+      ).catch((e: AppError) => e);
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      expect(((await pending) as AppError).code).toBe("CANCELLED");
+      await new Promise((r) => setTimeout(r, 100));
+      expect((budgetAbortReason as AppError | undefined)?.code).toBe("CANCELLED");
+    } finally {
+      client.close();
+    }
+  });
+
+  it("never aborts the signal of a call that has answered (grpc-js reports its close as 'cancelled')", async () => {
+    const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
+    try {
+      usageSignals.length = 0;
+      for (let i = 0; i < 3; i++) {
+        await callUnary(client.getUsage.bind(client), GetUsageRequest.fromPartial({ scope: Scope.SCOPE_KEY, id: "k" }));
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      expect(usageSignals).toHaveLength(3);
+      expect(usageSignals.map((s) => s.aborted)).toEqual([false, false, false]);
     } finally {
       client.close();
     }
