@@ -23,6 +23,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     reconnectJitter: 100,
     waitOnFirstConnect: true,
     pingInterval: 10_000,
+    // Every request (a JetStream publish is one) would otherwise build two Error objects up front just to have a
+    // stack if it fails: a measurable share of the gateway's CPU per chat request.
+    noAsyncTraces: true,
   });
   const log = options.logger;
   void (async () => {

@@ -52,7 +52,7 @@ export function createApp(
   let nc: NatsConnection | undefined;
   let catalog: Catalog | undefined;
   let stopWatching: (() => void) | undefined;
-  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
   const keys = new RedisKeyStore(redis);
   const limiter = new RedisRateLimiter(redis);

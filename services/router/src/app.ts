@@ -23,7 +23,7 @@ export interface RouterApp extends App {
  */
 export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   const { logger, lifecycle } = deps;
-  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
   const catalog = new CatalogSource(config.MESH_CONFIG, logger.child({ component: "catalog" }));
   const inference = new InferenceClient(config.INFERENCE_ADDR);
