@@ -173,7 +173,9 @@ describe("OpenAIEngine", () => {
 
   it("calls the upstream without streaming when the request does not stream", async () => {
     const chunks = await collect(openai, openAIEntry(), chat("one two", { stream: false }));
-    expect(chunks).toHaveLength(2);
+    // The whole answer and its usage travel as one chunk (one message per hop).
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]?.usage).toBeDefined();
     const r = fold(chunks);
     expect(r.content).toBe("one two");
     expect(r.usage).toEqual({ inputTokens: 4, outputTokens: 2, cachedTokens: 0 });
@@ -256,9 +258,10 @@ describe("AnthropicEngine", () => {
     });
   });
 
-  it("answers without streaming as one chunk plus usage", async () => {
+  it("answers without streaming as one chunk carrying the usage", async () => {
     const chunks = await collect(anthropic, anthropicEntry(), chat("x y z w", { stream: false, maxTokens: 2 }));
-    expect(chunks).toHaveLength(2);
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]?.usage).toBeDefined();
     const r = fold(chunks);
     expect(r.content).toBe("x y ");
     expect(r.finish).toBe(FinishReason.FINISH_REASON_LENGTH);

@@ -46,9 +46,8 @@ export class AnthropicEngine extends UpstreamEngine<AnthropicModelEntry> impleme
     try {
       if (!stream) {
         const msg = await exchange.json<AnthropicResponseMessage & { type?: string }>(PROVIDER);
-        const chunk = fromAnthropicMessage(msg, entry.upstream_model, created);
-        yield chunk;
-        yield usageChunk(chunk.id, created, chunk.model, mapUsage(msg.usage ?? {}));
+        // The whole answer and its usage in one chunk: one message per hop instead of two.
+        yield { ...fromAnthropicMessage(msg, entry.upstream_model, created), usage: mapUsage(msg.usage ?? {}) };
         return;
       }
       t = new AnthropicStreamTranslator(entry.upstream_model, created, PROVIDER);

@@ -58,10 +58,10 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
       if (!stream) {
         const completion = await exchange.json<OpenAIChatCompletion>(PROVIDER);
         const chunk = fromOpenAICompletion(completion, entry.upstream_model, created);
-        yield chunk;
         const outChars = chunk.choices.reduce((n, c) => n + c.content.length, 0);
         const u = completion.usage ? mapUsage(completion.usage) : estimatedUsage(call.request.messages, outChars);
-        yield usageChunk(chunk.id, chunk.created, chunk.model, u);
+        // The whole answer and its usage in one chunk: one message per hop instead of two.
+        yield { ...chunk, usage: u };
         return;
       }
 
