@@ -37,6 +37,13 @@ export interface TestModelOptions {
   contextLength?: number;
   /** `general.name`. */
   name?: string;
+  /**
+   * Storage of the transformer blocks' weight matrices: `f32`, or `q8_0` (llama.cpp's 8-bit blocks of 32, what real
+   * deployments ship). Q8_0 reads a quarter of the bytes per token and lets llama.cpp's CPU kernels reuse each weight
+   * block across the tokens of a batch, so it behaves like a real quantized model under concurrent streams. Token
+   * embeddings, the output matrix and the norms stay F32 (the output shaping needs exact logits).
+   */
+  weightType?: "f32" | "q8_0";
 }
 
 /** The token ids of the specials, identical in both test models. */
@@ -65,6 +72,7 @@ const chatDefaults: Required<TestModelOptions> = {
   feedForwardLength: 256,
   contextLength: 2048,
   name: "tokenmesh-tiny-chat",
+  weightType: "f32",
 };
 
 const embedDefaults: Required<TestModelOptions> = {
@@ -153,6 +161,8 @@ interface Tensor {
   /** ggml order: dims[0] is the contiguous (innermost) dimension. */
   dims: number[];
   data: Float32Array;
+  /** Stored as Q8_0 instead of F32 (dims[0] must be a multiple of 32). */
+  q8?: boolean;
 }
 
 function buildModel(
@@ -174,10 +184,15 @@ function buildModel(
     return out;
   };
   const ones = (count: number) => new Float32Array(count).fill(1);
+  const q8 = o.weightType === "q8_0";
+  if (q8 && (n % Q8_0_BLOCK !== 0 || o.feedForwardLength % Q8_0_BLOCK !== 0)) {
+    throw new RangeError(`q8_0 needs embeddingLength and feedForwardLength to be multiples of ${Q8_0_BLOCK}`);
+  }
   const matrix = (inDim: number, outDim: number, name: string): Tensor => ({
     name,
     dims: [inDim, outDim],
     data: uniform(inDim * outDim, 1 / Math.sqrt(inDim)),
+    q8,
   });
   // Row 0 of an output projection writes residual dimension 0, which must stay constant (see the file comment).
   const zeroRow0 = (t: Tensor): Tensor => {
@@ -219,7 +234,7 @@ function buildModel(
   const meta = new GgufMetadata();
   meta.string("general.architecture", "llama");
   meta.string("general.name", o.name);
-  meta.u32("general.file_type", 0); // ALL_F32
+  meta.u32("general.file_type", q8 ? 7 : 0); // MOSTLY_Q8_0 or ALL_F32
   meta.u32("general.alignment", ALIGNMENT);
   meta.u32("llama.context_length", o.contextLength);
   meta.u32("llama.embedding_length", n);
@@ -281,6 +296,10 @@ const GGUF_VERSION = 3;
 const ValueType = { U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9 } as const;
 type ValueType = (typeof ValueType)[keyof typeof ValueType];
 const GGML_TYPE_F32 = 0;
+const GGML_TYPE_Q8_0 = 8;
+/** Q8_0: blocks of 32 weights, each an f16 scale followed by 32 int8 values (34 bytes). */
+const Q8_0_BLOCK = 32;
+const Q8_0_BLOCK_BYTES = 34;
 
 /** An append-only little-endian byte builder. */
 class ByteWriter {
@@ -384,18 +403,64 @@ function encodeGguf(meta: GgufMetadata, tensors: Tensor[]): Buffer {
     w.string(t.name);
     w.u32(t.dims.length);
     for (const d of t.dims) w.u64(d);
-    w.u32(GGML_TYPE_F32);
+    w.u32(t.q8 ? GGML_TYPE_Q8_0 : GGML_TYPE_F32);
     w.u64(offset);
-    offset += align(t.data.byteLength);
+    offset += align(tensorBytes(t));
   }
   w.padTo(ALIGNMENT);
   for (const t of tensors) {
-    const b = Buffer.alloc(t.data.length * 4);
-    for (let i = 0; i < t.data.length; i++) b.writeFloatLE(t.data[i] ?? 0, i * 4);
-    w.bytes(b);
+    w.bytes(t.q8 ? quantizeQ8_0(t.data) : f32Bytes(t.data));
     w.padTo(ALIGNMENT);
   }
   return w.toBuffer();
+}
+
+function tensorBytes(t: Tensor): number {
+  return t.q8 ? (t.data.length / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES : t.data.length * 4;
+}
+
+function f32Bytes(data: Float32Array): Buffer {
+  const b = Buffer.alloc(data.length * 4);
+  for (let i = 0; i < data.length; i++) b.writeFloatLE(data[i] ?? 0, i * 4);
+  return b;
+}
+
+/** llama.cpp's reference Q8_0 quantisation: per block of 32, d = max|x| / 127, q = round(x / d). */
+export function quantizeQ8_0(data: Float32Array): Buffer {
+  const blocks = data.length / Q8_0_BLOCK;
+  const b = Buffer.alloc(blocks * Q8_0_BLOCK_BYTES);
+  for (let k = 0; k < blocks; k++) {
+    let amax = 0;
+    for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(data[k * Q8_0_BLOCK + j] ?? 0));
+    const d = amax / 127;
+    const id = d === 0 ? 0 : 1 / d;
+    const at = k * Q8_0_BLOCK_BYTES;
+    b.writeUInt16LE(toHalf(d), at);
+    for (let j = 0; j < Q8_0_BLOCK; j++) b.writeInt8(Math.round((data[k * Q8_0_BLOCK + j] ?? 0) * id), at + 2 + j);
+  }
+  return b;
+}
+
+/** IEEE 754 binary16 bits of a finite float (round to nearest even; subnormals kept, overflow to infinity). */
+export function toHalf(value: number): number {
+  const f32 = new Float32Array([value]);
+  const bits = new Uint32Array(f32.buffer)[0] ?? 0;
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = (mant | 0x800000) >>> (1 - e);
+    const half = m >>> 13;
+    const rest = m & 0x1fff;
+    return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
 }
 
 function align(n: number): number {
