@@ -2,7 +2,7 @@
 // real gRPC (a separate process), for 1 stream and for N concurrent streams. Prints ONE summary line.
 // No tsx: it runs the compiled service (`npm run build -w @tokenmesh/inference` first). See README.md for flags.
 //
-//   node bench/inference/inference.bench.mjs [--size 512x4] [--slots 4] [--tokens 256] [--threads 0] [--runs 3]
+//   node bench/inference/inference.bench.mjs [--size 512x4] [--weights f32|q8_0] [--interval 0] [--slots 4] [--tokens 256] [--threads 0] [--runs 3]
 //     [--model path.gguf] [--cases raw,svc] [--json]
 //
 // Method: both sides load the same GGUF with the same catalog entry (slots, threads, context). After one warm-up of
@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
     model: { type: "string" },
     size: { type: "string", default: "512x4" },
     ff: { type: "string" },
+    weights: { type: "string", default: "f32" },
+    interval: { type: "string", default: "0" },
     slots: { type: "string", default: "4" },
     tokens: { type: "string", default: "256" },
     threads: { type: "string", default: "0" },
@@ -55,8 +57,9 @@ const work = await mkdtemp(join(tmpdir(), "tokenmesh-bench-"));
 let modelPath = args.model;
 let modelLabel;
 if (modelPath === undefined) {
-  const opts = sizeOptions(args.size, args.ff);
-  modelLabel = `test-${opts.embeddingLength}x${opts.blockCount}-ff${opts.feedForwardLength}`;
+  if (args.weights !== "f32" && args.weights !== "q8_0") throw new Error("--weights is f32 or q8_0");
+  const opts = { ...sizeOptions(args.size, args.ff), weightType: args.weights };
+  modelLabel = `test-${opts.embeddingLength}x${opts.blockCount}-ff${opts.feedForwardLength}-${args.weights}`;
   modelPath = join(work, `${modelLabel}.gguf`);
   const t = performance.now();
   await writeTestChatModel(modelPath, opts);
@@ -74,6 +77,7 @@ const catalogEntry = {
   threads,
   max_output_tokens: tokens,
   context_window: 2048,
+  stream_interval_ms: int(args.interval, "interval", 0),
 };
 const model = ModelEntrySchema.parse(catalogEntry);
 

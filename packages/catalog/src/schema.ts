@@ -39,6 +39,12 @@ const LocalModel = z
     gpu_layers: z.union([z.literal("auto"), z.literal("max"), z.number().int().min(0)]).default("auto"),
     /** CPU threads for the engine; 0 lets node-llama-cpp choose. */
     threads: z.number().int().min(0).default(0),
+    /**
+     * Once a stream's first token is out, send its text at most this often (ms), several tokens per message: fewer
+     * gRPC messages per token for the service, a few ms of extra inter-token latency for the reader (vLLM's
+     * `stream_interval` idea, in time). 0 sends every token as soon as it is decoded.
+     */
+    stream_interval_ms: z.number().int().min(0).max(1000).default(0),
   })
   .strict();
 

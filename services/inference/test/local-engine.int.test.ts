@@ -121,6 +121,19 @@ describe("LocalEngine", () => {
     expect(gauges.tokens - tokensBefore).toBe(60);
   });
 
+  it("with stream_interval_ms, sends the same text and usage in fewer chunks", async () => {
+    const req = request({ maxTokens: 80, temperature: 0.9, seed: 11 });
+    const each = await run(req);
+    const gathered = await run(req, undefined, undefined, { ...chat, stream_interval_ms: 40 });
+    expect(gathered.text).toBe(each.text);
+    expect(gathered.usage).toEqual(each.usage);
+    expect(gathered.finish).toBe(each.finish);
+    expect(gathered.chunks[0]?.choices[0]?.role).toBe(Role.ROLE_ASSISTANT);
+    const textChunks = (o: Outcome) => o.chunks.filter((c) => c.choices.some((d) => d.content)).length;
+    expect(textChunks(each)).toBeGreaterThan(40);
+    expect(textChunks(gathered)).toBeLessThan(textChunks(each) / 2);
+  });
+
   it("respects max_tokens and caps it at the catalog's max_output_tokens", async () => {
     const short = await run(request({ maxTokens: 7 }));
     expect(short.usage?.outputTokens).toBe(7);

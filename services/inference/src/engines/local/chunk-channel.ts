@@ -53,12 +53,28 @@ export class ChunkChannel<T> {
    * Every buffered item at once. After a wake-up it yields to the event loop once, so the producer's next decode
    * (node-llama-cpp schedules it with setImmediate) is dispatched before the consumer encodes and writes: the
    * write then overlaps the decode instead of delaying it, and a consumer that falls behind takes several items
-   * per message.
+   * per message. With `intervalMs`, batches after the first are at least that far apart (unless the stream ends).
    */
-  async *batches(): AsyncGenerator<T[]> {
+  async *batches(intervalMs = 0): AsyncGenerator<T[]> {
+    let last: number | undefined;
     for (;;) {
       if (this.items.length > 0) {
+        // After the first batch, gather for up to `intervalMs` since the previous one; the end is never delayed.
+        const wait = last === undefined || intervalMs <= 0 ? 0 : last + intervalMs - performance.now();
+        if (wait >= 1 && !this.done) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            this.wake = () => {
+              if (this.done) {
+                clearTimeout(timer);
+                resolve();
+              }
+            };
+          });
+          this.wake = undefined;
+        }
         yield this.items.splice(0);
+        last = performance.now();
         continue;
       }
       if (this.done) {

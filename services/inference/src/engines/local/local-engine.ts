@@ -195,7 +195,8 @@ export class LocalEngine implements Engine {
           (err: unknown) => channel.fail(engine.toError(err, call)),
         );
         try {
-          for await (const batch of channel.batches()) yield* mergeContent(batch);
+          const interval = call.model.engine === "local" ? call.model.stream_interval_ms : 0;
+          for await (const batch of channel.batches(interval)) yield* mergeContent(batch);
         } finally {
           call.signal.removeEventListener("abort", onAbort);
           stop.abort();
