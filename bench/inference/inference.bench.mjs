@@ -2,7 +2,7 @@
 // real gRPC (a separate process), for 1 stream and for N concurrent streams. Prints ONE summary line.
 // No tsx: it runs the compiled service (`npm run build -w @tokenmesh/inference` first). See README.md for flags.
 //
-//   node bench/inference/inference.bench.mjs [--size 512x4] [--weights f32|q8_0] [--interval 0] [--slots 4] [--tokens 256] [--threads 0] [--runs 3]
+//   node bench/inference/inference.bench.mjs [--size 512x4] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 256] [--threads 0] [--runs 3]
 //     [--model path.gguf] [--cases raw,svc] [--json]
 //
 // Method: both sides load the same GGUF with the same catalog entry (slots, threads, context). After one warm-up of
@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
     size: { type: "string", default: "512x4" },
     ff: { type: "string" },
     weights: { type: "string", default: "f32" },
-    interval: { type: "string", default: "0" },
+    interval: { type: "string", default: "25" },
     slots: { type: "string", default: "4" },
     tokens: { type: "string", default: "256" },
     threads: { type: "string", default: "0" },
@@ -279,6 +279,7 @@ const line = [
   `tokens=${tokens}`,
   `threads=${threads === 0 ? `auto(${Math.max(1, cpus().length - 1)})` : threads}`,
   `runs=${runs}`,
+  `interval=${catalogEntry.stream_interval_ms}`,
   `device=${device}`,
   `load=${loadavg()[0].toFixed(1)}`,
 ]

@@ -84,6 +84,10 @@ export class ChunkChannel<T> {
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
+      // Two turns of the check phase: the producer's next decode is queued with setImmediate only a few microtasks
+      // after the push that woke us, i.e. after our first setImmediate; the second one lands in the next loop
+      // iteration, so the decode is always dispatched before we encode and write.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
