@@ -35,7 +35,7 @@ describe("ChunkChannel.batches", () => {
   it("with an interval, sends the first item at once and gathers later ones into one batch", async () => {
     const ch = new ChunkChannel<string>();
     const firstSeen: string[][] = [];
-    const done = collect(ch, 200, (b) => firstSeen.push(b));
+    const done = collect(ch, 5_000, (b) => firstSeen.push(b));
     ch.push("a");
     await tick(20);
     expect(firstSeen).toEqual([["a"]]); // the first token is never held back
@@ -45,14 +45,16 @@ describe("ChunkChannel.batches", () => {
     await tick(20);
     expect(firstSeen).toHaveLength(1); // b and c are held for the interval
     ch.push("d");
-    ch.end(); // the end flushes at once, without waiting out the interval
+    const ending = Date.now();
+    ch.end(); // the end flushes at once, without waiting out the 5 s interval (pushes while waiting included)
     expect(await done).toEqual([["a"], ["b", "c", "d"]]);
+    expect(Date.now() - ending).toBeLessThan(2_500);
   });
 
   it("surfaces a failure that arrives while items are held back, after them", async () => {
     const ch = new ChunkChannel<string>();
     const seen: string[][] = [];
-    const done = collect(ch, 200, (b) => seen.push(b));
+    const done = collect(ch, 5_000, (b) => seen.push(b));
     ch.push("a");
     await tick(10);
     ch.push("b");

@@ -63,15 +63,22 @@ export class ChunkChannel<T> {
         const wait = last === undefined || intervalMs <= 0 ? 0 : last + intervalMs - performance.now();
         if (wait >= 1 && !this.done) {
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, wait);
-            this.wake = () => {
-              if (this.done) {
-                clearTimeout(timer);
-                resolve();
+            const timer = setTimeout(() => {
+              this.wake = undefined;
+              resolve();
+            }, wait);
+            // notify() takes the waker off before calling it: put it back after each push so the end still cuts
+            // the wait short.
+            const onWake = () => {
+              if (!this.done) {
+                this.wake = onWake;
+                return;
               }
+              clearTimeout(timer);
+              resolve();
             };
+            this.wake = onWake;
           });
-          this.wake = undefined;
         }
         yield this.items.splice(0);
         last = performance.now();
