@@ -2,7 +2,7 @@
 // real gRPC (a separate process), for 1 stream and for N concurrent streams. Prints ONE summary line.
 // No tsx: it runs the compiled service (`npm run build -w @tokenmesh/inference` first). See README.md for flags.
 //
-//   node bench/inference/inference.bench.mjs [--size 512x4] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 256] [--threads 0] [--runs 3]
+//   node bench/inference/inference.bench.mjs [--size tiny] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 512] [--threads 0] [--runs 5]
 //     [--model path.gguf] [--cases raw,svc] [--json]
 //
 // Method: both sides load the same GGUF with the same catalog entry (slots, threads, context). After one warm-up of
@@ -30,14 +30,14 @@ const { writeTestChatModel } = await import(new URL("models/write-test-gguf.js",
 const { values: args } = parseArgs({
   options: {
     model: { type: "string" },
-    size: { type: "string", default: "512x4" },
+    size: { type: "string", default: "tiny" },
     ff: { type: "string" },
     weights: { type: "string", default: "f32" },
     interval: { type: "string", default: "25" },
     slots: { type: "string", default: "4" },
-    tokens: { type: "string", default: "256" },
+    tokens: { type: "string", default: "512" },
     threads: { type: "string", default: "0" },
-    runs: { type: "string", default: "3" },
+    runs: { type: "string", default: "5" },
     cases: { type: "string", default: "raw,svc" },
     json: { type: "boolean", default: false },
     "keep-service": { type: "boolean", default: false },
