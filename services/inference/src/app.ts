@@ -1,7 +1,7 @@
 import { dirname, resolve } from "node:path";
 import { loadCatalog, watchCatalog } from "@tokenmesh/catalog";
 import { InferenceServiceService } from "@tokenmesh/proto/inference/v1/inference";
-import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
+import { type App, type AppDeps, isAppError, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import { type InferenceConfig, readSecret } from "./config.js";
 import { ModelRegistry } from "./domain/model-registry.js";
 import { AnthropicEngine } from "./engines/anthropic/anthropic.engine.js";
@@ -48,7 +48,14 @@ export function createApp(
   };
   const registry = new ModelRegistry({
     engines,
-    onLoadError: (model, err) => logger.error({ err, model }, "model failed to load"),
+    onLoadError: (model, err) => {
+      // An upstream without its key is a configuration state (reported in /readyz and ListModels), not a fault.
+      if (isAppError(err) && err.reason === "upstream_key_missing") {
+        logger.warn({ model, reason: err.reason }, `model not ready: ${err.message}`);
+      } else {
+        logger.error({ err, model }, "model failed to load");
+      }
+    },
   });
   let stopWatching: (() => void) | undefined;
 
