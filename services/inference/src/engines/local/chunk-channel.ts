@@ -1,5 +1,5 @@
 /**
- * A single-consumer queue between a producer task and an async iterator.
+ * A single-consumer queue between a producer task and an async iterator of batches.
  *
  * The producer never waits for the consumer: generation runs at model speed and frees its slot on time even when
  * the consumer is slow or has gone away. Buffering is bounded by the producer (max_tokens chunks at most).
@@ -32,26 +32,9 @@ export class ChunkChannel<T> {
     this.notify();
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      const item = this.items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.done) {
-        if (this.failed) throw this.error;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-    }
-  }
-
   /**
-   * Every buffered item at once. After a wake-up it yields to the event loop once, so the producer's next decode
-   * (node-llama-cpp schedules it with setImmediate) is dispatched before the consumer encodes and writes: the
+   * The stream as batches: every buffered item at once. After a wake-up it lets the producer's next decode
+   * (node-llama-cpp schedules it with setImmediate) be dispatched before the consumer encodes and writes: the
    * write then overlaps the decode instead of delaying it, and a consumer that falls behind takes several items
    * per message. With `intervalMs`, batches after the first are at least that far apart (unless the stream ends).
    */
@@ -61,25 +44,7 @@ export class ChunkChannel<T> {
       if (this.items.length > 0) {
         // After the first batch, gather for up to `intervalMs` since the previous one; the end is never delayed.
         const wait = last === undefined || intervalMs <= 0 ? 0 : last + intervalMs - performance.now();
-        if (wait >= 1 && !this.done) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(() => {
-              this.wake = undefined;
-              resolve();
-            }, wait);
-            // notify() takes the waker off before calling it: put it back after each push so the end still cuts
-            // the wait short.
-            const onWake = () => {
-              if (!this.done) {
-                this.wake = onWake;
-                return;
-              }
-              clearTimeout(timer);
-              resolve();
-            };
-            this.wake = onWake;
-          });
-        }
+        if (wait >= 1 && !this.done) await this.endOrTimeout(wait);
         yield this.items.splice(0);
         last = performance.now();
         continue;
@@ -97,6 +62,26 @@ export class ChunkChannel<T> {
       await new Promise<void>((resolve) => setImmediate(resolve));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** Resolves after `ms`, or as soon as the stream ends (pushes meanwhile do not cut the wait short). */
+  private endOrTimeout(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      // notify() takes the waker off before calling it: put it back after each push so the end still cuts the wait.
+      const onWake = () => {
+        if (!this.done) {
+          this.wake = onWake;
+          return;
+        }
+        clearTimeout(timer);
+        resolve();
+      };
+      this.wake = onWake;
+    });
   }
 
   private notify(): void {

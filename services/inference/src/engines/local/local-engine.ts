@@ -195,8 +195,7 @@ export class LocalEngine implements Engine {
           (err: unknown) => channel.fail(engine.toError(err, call)),
         );
         try {
-          const interval = call.model.engine === "local" ? call.model.stream_interval_ms : 0;
-          for await (const batch of channel.batches(interval)) yield* mergeContent(batch);
+          for await (const batch of channel.batches(asLocal(call.model).stream_interval_ms)) yield* mergeContent(batch);
         } finally {
           call.signal.removeEventListener("abort", onAbort);
           stop.abort();
