@@ -1,3 +1,4 @@
+export { type CatalogLogger, LiveCatalog, type LiveCatalogOptions } from "./live.js";
 export {
   CatalogError,
   type CatalogWatcherOptions,

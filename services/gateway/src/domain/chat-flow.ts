@@ -14,9 +14,9 @@ import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { AppError, BudgetExceededError, ResourceExhaustedError, toAppError } from "@tokenmesh/runtime";
 import { currentTraceIds, type Logger } from "@tokenmesh/telemetry";
+import { estimateMessageTokens, estimateTextTokens } from "@tokenmesh/tokens";
 import { ResponseAccumulator } from "./accumulate.js";
 import { AsyncQueue } from "./async-queue.js";
-import { estimateInputTokens } from "./estimate.js";
 import { bearerToken, hashSecret, modelAllowed, type Principal, principalOf, sameHash } from "./keys.js";
 import type { Budgets, CatalogView, Cost, Guard, KeyStore, RateLimiter, Router, UsageSink } from "./ports.js";
 
@@ -263,7 +263,7 @@ export class ChatFlow {
       if (!principal.admin && this.deps.budgets.blocked(principal.keyId, principal.team, user)) {
         throw new BudgetExceededError("This key's budget for the current period is used up");
       }
-      const estimate = Math.ceil(call.request.input.reduce((n, s) => n + s.length, 0) / 4) + call.request.input.length;
+      const estimate = call.request.input.reduce((n, s) => n + estimateTextTokens(s) + 1, 0);
       const rate = await this.limit(principal, call.requestId, estimate);
       const ctx: RequestContext = {
         requestId: call.requestId,
@@ -296,7 +296,7 @@ export class ChatFlow {
     if (!principal.admin && budgets.blocked(principal.keyId, principal.team, user)) {
       throw new BudgetExceededError("This key's budget for the current period is used up");
     }
-    const inputEstimate = estimateInputTokens(request.messages);
+    const inputEstimate = estimateMessageTokens(request.messages);
     const maxOutput = request.maxTokens ?? entry?.max_output_tokens ?? 4096;
     const rate = await this.limit(principal, call.requestId, inputEstimate + maxOutput);
     if (!principal.admin && budgets.hasHard(principal.keyId, principal.team, user)) {

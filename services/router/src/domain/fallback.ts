@@ -1,4 +1,4 @@
-import { AppError, toAppError } from "@tokenmesh/runtime";
+import { AppError, sleep as abortableSleep, abortedError, toAppError } from "@tokenmesh/runtime";
 import { backoffDelay } from "./backoff.js";
 import type { RetryPolicy } from "./routes.js";
 
@@ -60,28 +60,6 @@ export interface Committed<R> {
 /** Codes that say the model itself is saturated or down: better served by the next fallback than by waiting. */
 const MOVE_ON_CODES = new Set(["RESOURCE_EXHAUSTED", "UNAVAILABLE"]);
 
-/** Waits `ms`, rejecting with the signal's reason if it aborts first. */
-export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortError(signal));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortError(signal));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function abortError(signal: AbortSignal): AppError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof AppError) return reason;
-  return new AppError("CANCELLED", "Request cancelled", { cause: reason, retryable: false });
-}
-
 function circuitOpenError(model: string): AppError {
   return new AppError("UNAVAILABLE", `The model "${model}" is temporarily unavailable (circuit open)`, {
     reason: "circuit_open",
@@ -120,7 +98,7 @@ export async function runWithFallback<R>(
     const model = candidates[i] as string;
     const isLast = i === candidates.length - 1;
     for (let n = 1; n <= policy.maxAttempts; n++) {
-      if (signal.aborted) throw abortError(signal);
+      if (signal.aborted) throw abortedError(signal);
       if (breaker && !(await breaker.allow(model))) {
         const error = circuitOpenError(model);
         observer?.attempt?.({ model, attempt: n, outcome: "circuit_open", error });
@@ -142,7 +120,7 @@ export async function runWithFallback<R>(
       } catch (raw) {
         if (signal.aborted) {
           observer?.attempt?.({ model, attempt: n, outcome: "cancelled" });
-          throw abortError(signal);
+          throw abortedError(signal);
         }
         error = toAppError(raw);
       }

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { abortedError, raceAbort, sleep } from "./abort.js";
+import { AppError } from "./errors.js";
+
+describe("abortedError", () => {
+  it("keeps an AppError reason, maps a timeout to DEADLINE_EXCEEDED and anything else to CANCELLED", () => {
+    const ac = new AbortController();
+    ac.abort(new AppError("UNAVAILABLE", "draining"));
+    expect(abortedError(ac.signal).code).toBe("UNAVAILABLE");
+    const t = new AbortController();
+    t.abort(new DOMException("late", "TimeoutError"));
+    expect(abortedError(t.signal).code).toBe("DEADLINE_EXCEEDED");
+    const c = new AbortController();
+    c.abort();
+    expect(abortedError(c.signal)).toMatchObject({ code: "CANCELLED", retryable: false });
+  });
+});
+
+describe("sleep", () => {
+  it("resolves without a signal and rejects at once on an abort", async () => {
+    await expect(sleep(1)).resolves.toBeUndefined();
+    const ac = new AbortController();
+    const p = sleep(60_000, ac.signal);
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: "CANCELLED" });
+  });
+});
+
+describe("raceAbort", () => {
+  it("passes the promise's outcome through, or the abort first", async () => {
+    await expect(raceAbort(Promise.resolve(3), new AbortController().signal)).resolves.toBe(3);
+    const ac = new AbortController();
+    const p = raceAbort(new Promise(() => undefined), ac.signal);
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: "CANCELLED" });
+  });
+});
