@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { resolve } from "node:path";
-import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
+import { LiveCatalog } from "@tokenmesh/catalog";
 import {
   connectNats,
   EventPublisher,
@@ -50,8 +49,7 @@ export function createApp(
 ): App & { host: ServiceHost; http: FastifyInstance; readonly httpPort: number } {
   const { logger, lifecycle } = deps;
   let nc: NatsConnection | undefined;
-  let catalog: Catalog | undefined;
-  let stopWatching: (() => void) | undefined;
+  const catalog = new LiveCatalog({ path: config.MESH_CONFIG, derive: (c) => c, logger });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
   const keys = new RedisKeyStore(redis);
@@ -77,10 +75,7 @@ export function createApp(
   let recoverTimer: NodeJS.Timeout | undefined;
   const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
   const flow = new ChatFlow({
-    catalog: () => {
-      if (!catalog) throw new Error("catalog not loaded");
-      return catalog;
-    },
+    catalog: () => catalog.current,
     keys,
     adminKeyHash,
     limiter,
@@ -133,7 +128,7 @@ export function createApp(
   // Shutdown order: stop intake (HTTP close waits for in-flight responses; gRPC drains via ServiceHost), then
   // flush usage events, then close connections.
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
-  lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => stopWatching?.());
+  lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => catalog.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
@@ -156,15 +151,7 @@ export function createApp(
       return httpPort;
     },
     async start() {
-      const catalogPath = resolve(config.MESH_CONFIG);
-      catalog = await loadCatalog(catalogPath);
-      stopWatching = watchCatalog(catalogPath, {
-        onChange: (c) => {
-          catalog = c;
-          logger.info({ models: c.models.length }, "catalog reloaded");
-        },
-        onError: (err) => logger.error({ err: err.message }, "catalog change rejected; keeping the previous one"),
-      });
+      await catalog.start();
       await redis.connect();
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-gateway", logger });
       await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE", "LLM_BUDGET", "LLM_JOBS", "LLM_DEADLETTER"]);

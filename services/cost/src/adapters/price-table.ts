@@ -1,5 +1,4 @@
-import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
-import type { Logger } from "@tokenmesh/telemetry";
+import { type Catalog, type CatalogLogger, LiveCatalog } from "@tokenmesh/catalog";
 import type { Price } from "../domain/pricing.js";
 
 /** A model's price and output cap, as the catalog states them. */
@@ -41,31 +40,22 @@ function fromCatalog(catalog: Catalog): Map<string, ModelPricing> {
  * the ledger keep the price they were recorded at).
  */
 export class CatalogPriceTable implements PriceTable {
-  private byName = new Map<string, ModelPricing>();
-  private stopWatching: (() => void) | undefined;
+  private readonly live: LiveCatalog<Map<string, ModelPricing>>;
 
-  constructor(
-    private readonly path: string,
-    private readonly logger: Logger,
-  ) {}
+  constructor(path: string, logger: CatalogLogger) {
+    this.live = new LiveCatalog({ path, derive: fromCatalog, logger, what: "prices" });
+  }
 
   /** Loads the catalog (throws CatalogError when it is invalid) and starts watching it. */
   async start(): Promise<void> {
-    this.byName = fromCatalog(await loadCatalog(this.path));
-    this.stopWatching = watchCatalog(this.path, {
-      onChange: (catalog) => {
-        this.byName = fromCatalog(catalog);
-        this.logger.info({ models: catalog.models.length }, "catalog reloaded; prices updated");
-      },
-      onError: (err) => this.logger.error({ err: err.message }, "catalog reload failed; keeping previous prices"),
-    });
+    await this.live.start();
   }
 
   stop(): void {
-    this.stopWatching?.();
+    this.live.close();
   }
 
   lookup(model: string): ModelPricing | undefined {
-    return this.byName.get(model);
+    return this.live.current.get(model);
   }
 }
