@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { LiveCatalog } from "@tokenmesh/catalog";
 import {
   connectNats,
@@ -12,6 +11,7 @@ import {
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
+import { trace } from "@tokenmesh/telemetry";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { BudgetView } from "./adapters/budget-view.js";
@@ -25,6 +25,7 @@ import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";
 import { ChatFlow } from "./domain/chat-flow.js";
 import { hashSecret } from "./domain/keys.js";
+import { correlationId, mintRequestId } from "./domain/request-id.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
 import { registerAdminRoutes } from "./http/admin.routes.js";
 import { registerErrorHandler } from "./http/errors.js";
@@ -32,7 +33,6 @@ import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
 import { metrics } from "./metrics.js";
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
 const RECOVER_AFTER_MS = 30_000;
 const ENDPOINTS: Record<string, string> = {
@@ -96,6 +96,9 @@ export function createApp(
     checks: {
       nats: () => (nc ? natsReadiness(nc)() : Promise.reject(new Error("not connected"))),
       redis: () => redis.ping(),
+      // Ready only when a request could be served: the router answers (a load balancer or `npm start` waiting on
+      // this does not send first requests into a 503).
+      router: async () => `${(await router.listModels(AbortSignal.timeout(1_000))).length} models`,
     },
   });
   host.grpc!.add(GatewayServiceService, gatewayHandlers({ flow, router }));
@@ -104,13 +107,16 @@ export function createApp(
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
     logger: false,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("hex")}`;
-    },
+    // Every request gets an id minted here; a client's own id is only ever a correlation id (request-id.ts).
+    genReqId: () => mintRequestId(),
   });
   http.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
+    const clientId = correlationId(req.headers["x-client-request-id"] ?? req.headers["x-request-id"]);
+    if (clientId !== undefined) {
+      reply.header("x-client-request-id", clientId);
+      trace.getActiveSpan()?.setAttribute("tokenmesh.client_request_id", clientId);
+    }
   });
   // Every API response is counted and timed here; hijacked SSE responses count themselves (no onResponse).
   http.addHook("onResponse", async (req, reply) => {

@@ -1,8 +1,9 @@
-import { randomUUID } from "node:crypto";
 import type { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type CallContext, type Handlers, toAppError } from "@tokenmesh/runtime";
+import { trace } from "@tokenmesh/telemetry";
 import type { ChatFlow } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
+import { correlationId, mintRequestId } from "../domain/request-id.js";
 import { metrics } from "../metrics.js";
 
 /** Counts and times a gRPC front-door call like the HTTP ones (status = the AppError code, or OK). */
@@ -25,9 +26,14 @@ function authorization(ctx: CallContext): string | undefined {
   return v === undefined ? undefined : String(v);
 }
 
+/**
+ * Mints the call's request id. A client's `x-client-request-id` (or `x-request-id`) metadata is only a correlation
+ * id, recorded on the call's span; it never becomes a key for limits, usage or the ledger.
+ */
 function requestId(ctx: CallContext): string {
-  const v = ctx.metadata.get("x-request-id")[0];
-  return typeof v === "string" && /^[\w.:-]{1,128}$/.test(v) ? v : `req_${randomUUID().replaceAll("-", "")}`;
+  const clientId = correlationId(ctx.metadata.get("x-client-request-id")[0] ?? ctx.metadata.get("x-request-id")[0]);
+  if (clientId !== undefined) trace.getActiveSpan()?.setAttribute("tokenmesh.client_request_id", clientId);
+  return mintRequestId();
 }
 
 /** The public gRPC API: the same flow and errors as HTTP, with gRPC status codes. */

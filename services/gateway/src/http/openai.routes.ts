@@ -70,11 +70,12 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
     const includeUsage = request.streamOptions?.includeUsage === true;
     reply.hijack();
     const raw = reply.raw;
+    // No explicit `connection` header: Node keeps the socket alive, or closes it after the stream when the
+    // client sent `Connection: close`.
     raw.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
-      connection: "keep-alive",
-      "x-request-id": req.id,
       ...rateHeaders(started.rate),
     });
     try {

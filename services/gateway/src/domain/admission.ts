@@ -1,0 +1,106 @@
+import { BudgetExceededError, ResourceExhaustedError } from "@tokenmesh/runtime";
+import type { Logger } from "@tokenmesh/telemetry";
+import type { Principal } from "./keys.js";
+import type { Budgets, Cost, RateLimiter } from "./ports.js";
+
+/** Rate-limit state for OpenAI's `x-ratelimit-*` headers. */
+export interface RateInfo {
+  limitRequests: number;
+  remainingRequests: number;
+  limitTokens: number;
+  remainingTokens: number;
+  resetMs: number;
+}
+
+/** What admission needs to know of a request before it runs. */
+export interface AdmissionRequest {
+  /** The server-minted request id: the rate-limit member and the reservation's key. */
+  requestId: string;
+  /** The user the request is billed to (the key's, or the request's `user` field). */
+  user: string;
+  /** The catalog model the hold is priced at. */
+  model: string;
+  inputTokens: number;
+  maxOutputTokens: number;
+}
+
+/** What admission granted; `settle` gives it back when the request ends. */
+export interface Admitted {
+  rate: RateInfo | undefined;
+  /** The hard-budget hold, "" when none was needed. */
+  reservationId: string;
+  /** Tokens held in the rate limiter, corrected by `settle`. */
+  heldTokens: number | undefined;
+}
+
+/**
+ * Design steps 2–3 for every endpoint (chat, streaming, embeddings): refuse a scope over its soft budget, apply the
+ * key's requests- and tokens-per-minute limits (one atomic Redis script, exact across replicas), and hold the
+ * worst case against hard budgets. The admin key passes untouched.
+ */
+export class Admission {
+  constructor(private readonly deps: { limiter: RateLimiter; budgets: Budgets; cost: Cost; logger: Logger }) {}
+
+  /** Throws BudgetExceededError or RESOURCE_EXHAUSTED (with `retryAfterMs`) when the request may not run. */
+  async admit(principal: Principal, req: AdmissionRequest): Promise<Admitted> {
+    if (principal.admin) return { rate: undefined, reservationId: "", heldTokens: undefined };
+    const { budgets } = this.deps;
+    if (budgets.blocked(principal.keyId, principal.team, req.user)) {
+      throw new BudgetExceededError("This key's budget for the current period is used up");
+    }
+    const tokens = req.inputTokens + req.maxOutputTokens;
+    const rate = await this.limit(principal, req.requestId, tokens);
+    const admitted: Admitted = { rate, reservationId: "", heldTokens: rate === undefined ? undefined : tokens };
+    if (budgets.hasHard(principal.keyId, principal.team, req.user)) {
+      admitted.reservationId = await this.reserve(principal, req, admitted);
+    }
+    return admitted;
+  }
+
+  private async reserve(principal: Principal, req: AdmissionRequest, admitted: Admitted): Promise<string> {
+    try {
+      return await this.deps.cost.reserve({
+        requestId: req.requestId,
+        keyId: principal.keyId,
+        team: principal.team,
+        user: req.user,
+        model: req.model,
+        inputTokens: req.inputTokens,
+        maxOutputTokens: req.maxOutputTokens,
+      });
+    } catch (err) {
+      // Refused (or cost unreachable): the request never runs, so it uses none of the tokens it held.
+      this.settle(principal, req.requestId, admitted, 0);
+      throw err;
+    }
+  }
+
+  /** Corrects the tokens held in the rate limiter to what the request used (best effort, logged on failure). */
+  settle(principal: Principal, requestId: string, admitted: Admitted, usedTokens: number): void {
+    if (admitted.heldTokens === undefined) return;
+    const held = admitted.heldTokens;
+    admitted.heldTokens = undefined;
+    this.deps.limiter
+      .settle(principal.keyId, requestId, held, usedTokens)
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, "rate-limit correction failed"));
+  }
+
+  private async limit(principal: Principal, requestId: string, tokens: number): Promise<RateInfo | undefined> {
+    if (principal.rpm <= 0 && principal.tpm <= 0) return undefined;
+    const d = await this.deps.limiter.acquire(principal.keyId, principal, requestId, tokens);
+    const rate = {
+      limitRequests: principal.rpm,
+      remainingRequests: d.remainingRequests,
+      limitTokens: principal.tpm,
+      remainingTokens: d.remainingTokens,
+      resetMs: d.resetMs,
+    };
+    if (!d.allowed) {
+      throw new ResourceExhaustedError(
+        `Rate limit reached for ${d.limitedBy === "tokens" ? "tokens" : "requests"} per minute on this key`,
+        { retryAfterMs: Math.max(1, d.resetMs), reason: "rate_limit_exceeded" },
+      );
+    }
+    return rate;
+  }
+}

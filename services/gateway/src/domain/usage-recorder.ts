@@ -1,0 +1,99 @@
+import type { Usage } from "@tokenmesh/proto/common/v1/chat";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { toAppError } from "@tokenmesh/runtime";
+import { currentTraceIds } from "@tokenmesh/telemetry";
+import type { Admission, Admitted } from "./admission.js";
+import type { Principal } from "./keys.js";
+import type { UsageSink } from "./ports.js";
+
+const ZERO_USAGE: Usage = { inputTokens: 0, outputTokens: 0, cachedTokens: 0 };
+
+/** Per-request facts gathered along the way; `UsageRecorder.finish` turns them into the UsageRecorded event. */
+export class UsageDraft {
+  principal: Principal | undefined;
+  admitted: Admitted | undefined;
+  model = "";
+  provider = "";
+  cacheHit = false;
+  usage: Usage | undefined;
+  firstTokenAt: number | undefined;
+  private finished = false;
+  readonly started = performance.now();
+  readonly traceId = currentTraceIds().traceId;
+
+  constructor(
+    readonly call: {
+      /** The server-minted request id: the event's `Nats-Msg-Id` and the ledger's dedup key. */
+      requestId: string;
+      modelRequested: string;
+      user: string;
+      endpoint: "chat" | "embeddings";
+      signal: AbortSignal;
+    },
+    readonly stream: boolean,
+  ) {}
+
+  /** Marks the draft finished; true only the first time (so a request is recorded once). */
+  claim(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    return true;
+  }
+}
+
+/** The event's status for a request's outcome. */
+export function statusOf(err: unknown, signal: AbortSignal): { status: string; errorCode: string } {
+  if (err === undefined) return { status: "ok", errorCode: "" };
+  const e = toAppError(err);
+  const status =
+    e.reason === "content_policy_violation"
+      ? "blocked"
+      : e.code === "CANCELLED" || signal.aborted
+        ? "cancelled"
+        : "error";
+  return { status, errorCode: e.reason ?? e.code };
+}
+
+/**
+ * Design step 7: exactly one usage event per request, whatever its outcome (ok, error, blocked, cancelled), then
+ * the rate limiter's token hold corrected to what the request used.
+ */
+export class UsageRecorder {
+  constructor(
+    private readonly sink: UsageSink,
+    private readonly admission: Admission,
+  ) {}
+
+  finish(draft: UsageDraft, err?: unknown): void {
+    if (!draft.claim()) return;
+    const { status, errorCode } = statusOf(err, draft.call.signal);
+    const usage = draft.usage ?? ZERO_USAGE;
+    const p = draft.principal;
+    const event: UsageRecorded = {
+      requestId: draft.call.requestId,
+      timestamp: new Date().toISOString(),
+      keyId: p?.keyId ?? "",
+      team: p?.team ?? "",
+      user: p?.user || draft.call.user,
+      modelRequested: draft.call.modelRequested,
+      model: draft.model,
+      provider: draft.provider,
+      inputTokens: usage.inputTokens,
+      outputTokens: usage.outputTokens,
+      cachedTokens: usage.cachedTokens,
+      cacheHit: draft.cacheHit,
+      status,
+      errorCode,
+      latencyMs: performance.now() - draft.started,
+      ttftMs: draft.firstTokenAt === undefined ? 0 : draft.firstTokenAt - draft.started,
+      traceId: draft.traceId,
+      endpoint: draft.call.endpoint,
+      stream: draft.stream,
+      reservationId: draft.admitted?.reservationId ?? "",
+    };
+    this.sink.record(event);
+    if (p && draft.admitted) {
+      this.admission.settle(p, draft.call.requestId, draft.admitted, usage.inputTokens + usage.outputTokens);
+    }
+  }
+}
