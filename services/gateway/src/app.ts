@@ -167,6 +167,7 @@ export function createApp(
         logger,
         name: "gateway-usage",
         journal: new RedisOutboxJournal(redis, "usage"),
+        journalAfterMs: config.GATEWAY_OUTBOX_JOURNAL_AFTER_MS,
       });
       // Events a dead replica (or this one, before a restart) accepted but never got stored: publish them again.
       await publisher.recover(RECOVER_AFTER_MS);

@@ -21,6 +21,11 @@ export const GatewayConfigSchema = z.object({
   /** Bearer token of the admin API; without it the admin API is disabled. */
   TOKENMESH_ADMIN_KEY: z.string().min(16, "use at least 16 characters").optional(),
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
+  /**
+   * A usage event goes to the Redis outbox journal only when JetStream has not acknowledged it within this many ms
+   * (0: journal every event). The journal is what republishes events of a replica that died during a NATS outage.
+   */
+  GATEWAY_OUTBOX_JOURNAL_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(250),
 });
 
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;

@@ -7,7 +7,7 @@ import { connect } from "@nats-io/transport-node";
 import { decodeEvent, EventPublisher, type EventType, UsageRecordedEvent } from "@tokenmesh/events";
 import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { createLogger } from "@tokenmesh/telemetry";
-import { startNatsServer } from "@tokenmesh/testing";
+import { startNatsServer, waitFor } from "@tokenmesh/testing";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
 import { RedisOutboxJournal } from "../src/adapters/redis-outbox-journal.js";
@@ -26,7 +26,16 @@ function usage(requestId: string): UsageRecorded {
   });
 }
 
-describe("the usage outbox journal", () => {
+/** A journal that counts its writes. */
+class CountingJournal extends RedisOutboxJournal {
+  saves = 0;
+  override save(...args: Parameters<RedisOutboxJournal["save"]>) {
+    this.saves++;
+    return super.save(...args);
+  }
+}
+
+describe.each([0, 50])("the usage outbox journal (journalAfterMs %i)", (journalAfterMs) => {
   it("publishes, exactly once, the events a gateway accepted before it died during a NATS outage", async () => {
     // Our own store dir, so the server can be stopped (the outage) and a new one started on the same data.
     const storeDir = await mkdtemp(join(tmpdir(), "journal-nats-"));
@@ -41,24 +50,30 @@ describe("the usage outbox journal", () => {
         subjects: ["journal.usage"],
         storage: "file" as never,
       });
+      const journal = new CountingJournal(redis, name);
       const dying = new EventPublisher({
         js: jetstream(first),
         logger,
         name: "dying",
         ackTimeoutMs: 200,
-        journal: new RedisOutboxJournal(redis, name),
+        journal,
+        journalAfterMs,
       });
       // Ten events reach JetStream, then NATS goes away and ninety more are only accepted.
       for (let i = 0; i < 10; i++) dying.publish(type, usage(`j-${i}`), { msgId: `j-${i}` });
       await dying.flush(5_000);
+      // With a delay, events acknowledged in time never touch the journal; without one, each is written once.
+      expect(journal.saves).toBe(journalAfterMs > 0 ? 0 : 10);
       await server.stop();
       for (let i = 10; i < 100; i++) dying.publish(type, usage(`j-${i}`), { msgId: `j-${i}` });
       expect(dying.depth).toBe(90);
       // The process dies: its in-memory outbox is gone, the journal is not.
       dying.close();
       await first.close();
-      await new Promise((r) => setTimeout(r, 100));
-      expect(await redis.hlen(`tm:outbox:${name}`)).toBe(90);
+      await waitFor(async () => (await redis.hlen(`tm:outbox:${name}`)) === 90, {
+        timeoutMs: 5_000,
+        description: "90 journaled events",
+      });
 
       server = await startNatsServer({ storeDir, port: server.port });
       const second = await connect({ servers: server.url });
@@ -71,8 +86,10 @@ describe("the usage outbox journal", () => {
         });
         expect(await heir.recover(0)).toBe(90);
         await heir.flush(10_000);
-        await new Promise((r) => setTimeout(r, 100));
-        expect(await redis.hlen(`tm:outbox:${name}`)).toBe(0);
+        await waitFor(async () => (await redis.hlen(`tm:outbox:${name}`)) === 0, {
+          timeoutMs: 5_000,
+          description: "an empty journal",
+        });
         // A second recovery finds nothing, and the stream holds each event once.
         expect(await heir.recover(0)).toBe(0);
         const info = await (await jetstreamManager(second)).streams.info("JOURNAL");
