@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { request as httpRequest } from "node:http";
+import { connect as tcpConnect } from "node:net";
 import { Metadata } from "@grpc/grpc-js";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -210,9 +212,51 @@ describe("errors in OpenAI's format", () => {
     ).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
-  it("413 for a body over the limit", async () => {
+  it("413 for a body over the limit, which the official client actually receives", async () => {
     const res = await post(JSON.stringify({ model: "local-tiny", messages: [user("x".repeat(5 * 1024 * 1024))] }));
     expect(res.status).toBe(413);
+    // Eight times over the limit: the client is still sending when the gateway knows the answer.
+    const err = await client.chat.completions
+      .create({ model: "local-tiny", messages: [user("y".repeat(32 * 1024 * 1024))] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(413);
+    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe("request_too_large");
+  });
+
+  it("accepts an empty body with a JSON content type where no body is expected", async () => {
+    const k = await createKey(mesh.gateways[0]!.http, { name: "delete-me" });
+    const del = await fetch(`${mesh.gateways[0]!.http}/admin/keys/${k.id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+    });
+    expect(del.status).toBe(200);
+    const empty = await post("");
+    expect(empty.status).toBe(400);
+    expect(((await empty.json()) as { error: { message: string } }).error.message).toMatch(/JSON object/);
+  });
+
+  it("431 for giant headers, 408 for a client that never finishes its body", async () => {
+    const giant = await post(JSON.stringify({ model: "local-tiny", messages: [user("x")] }), {
+      "x-giant": "g".repeat(64 * 1024),
+    });
+    expect(giant.status).toBe(431);
+    // Headers promise 100 bytes, 10 arrive, then nothing: the gateway gives up after its request timeout.
+    const url = new URL(mesh.gateways[0]!.http);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = tcpConnect({ host: url.hostname, port: Number(url.port) }, () => {
+        socket.write(
+          'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":',
+        );
+      });
+      let text = "";
+      socket.on("data", (d) => {
+        text += d.toString();
+      });
+      socket.on("close", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
   });
 
   it("429 with retry-after when a key's rate limit is reached", async () => {
@@ -250,6 +294,83 @@ describe("errors in OpenAI's format", () => {
     expect(del.status).toBe(200);
     await new Promise((r) => setTimeout(r, 1_000));
     await expect(c.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+describe("request ids", () => {
+  it("are minted by the gateway: one client id sent ten times gets ten slots, ten events and ten ledger entries", async () => {
+    const gateway = mesh.gateways[0]!.http;
+    const limited = await createKey(gateway, { name: "rpm-3-same-id", rpm: 3 });
+    const seen: { status: number; id: string }[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${gateway}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${limited.key}`,
+          "content-type": "application/json",
+          "x-request-id": "same-id-every-time",
+        },
+        body: JSON.stringify({ model: "gpt-fake", messages: [user(`request ${i}`)] }),
+      });
+      await res.text();
+      expect(res.headers.get("x-client-request-id")).toBe("same-id-every-time");
+      seen.push({ status: res.status, id: res.headers.get("x-request-id")! });
+    }
+    expect(seen.filter((r) => r.status === 200)).toHaveLength(3);
+    expect(seen.filter((r) => r.status === 429)).toHaveLength(7);
+    expect(new Set(seen.map((r) => r.id)).size).toBe(10);
+    expect(seen.every((r) => r.id !== "same-id-every-time")).toBe(true);
+    for (const r of seen) expect((await usageOf(r.id)).keyId).toBe(limited.id);
+    const ledger = await waitFor(
+      async () => {
+        const res = await fetch(`${gateway}/admin/usage?keyId=${limited.id}&period=month`, {
+          headers: { authorization: `Bearer ${ADMIN_KEY}` },
+        });
+        const body = (await res.json()) as { requests: number; errors: number };
+        return body.requests === 10 ? body : undefined;
+      },
+      { timeoutMs: 10_000, description: "ten ledger entries" },
+    );
+    expect(ledger.errors).toBe(7);
+  });
+});
+
+describe("Connection: close", () => {
+  const exchange = (body: Record<string, unknown>) =>
+    new Promise<{ headers: import("node:http").IncomingHttpHeaders; text: string; socketClosed: boolean }>(
+      (resolve, reject) => {
+        const url = new URL(`${mesh.gateways[0]!.http}/v1/chat/completions`);
+        const req = httpRequest(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: "POST",
+            agent: false,
+            headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json", connection: "close" },
+          },
+          (res) => {
+            let text = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => {
+              text += d;
+            });
+            // The server closing the socket after the response is what `Connection: close` asks for.
+            res.socket.once("close", () => resolve({ headers: res.headers, text, socketClosed: true }));
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify(body));
+      },
+    );
+
+  it("closes the connection after a streamed and after a whole response", async () => {
+    const streamed = await exchange({ model: "gpt-fake", stream: true, messages: [user("bye")] });
+    expect(streamed.text).toContain("data: [DONE]");
+    expect(streamed.headers.connection).toBe("close");
+    const whole = await exchange({ model: "gpt-fake", messages: [user("bye")] });
+    expect(JSON.parse(whole.text).object).toBe("chat.completion");
+    expect(whole.headers.connection).toBe("close");
   });
 });
 

@@ -181,6 +181,9 @@ export async function startMesh(options: { natsUrl: string; redisUrl: string; ga
           GUARD_ADDR: `127.0.0.1:${gg}`,
           ROUTER_ADDR: `127.0.0.1:${rg}`,
           COST_ADDR: `127.0.0.1:${cg}`,
+          // Short, so the slow-client test does not wait 30 s.
+          GATEWAY_REQUEST_TIMEOUT_MS: "3000",
+          GATEWAY_HEADERS_TIMEOUT_MS: "2000",
         },
         `http://127.0.0.1:${http}/readyz`,
       );

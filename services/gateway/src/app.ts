@@ -105,6 +105,8 @@ export function createApp(
 
   const http = Fastify({
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
+    requestTimeout: config.GATEWAY_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.GATEWAY_KEEPALIVE_TIMEOUT_MS,
     logger: false,
     requestIdHeader: false,
     // Every request gets an id minted here; a client's own id is only ever a correlation id (request-id.ts).
@@ -180,6 +182,8 @@ export function createApp(
       usageSink = new JetStreamUsageSink(publisher, logger);
       await budgets.start(js);
       await host.start();
+      // Headers over Node's 16 KiB limit are refused with 431 by Node itself.
+      http.server.headersTimeout = config.GATEWAY_HEADERS_TIMEOUT_MS;
       await http.listen({ host: config.GATEWAY_HOST, port: config.GATEWAY_HTTP_PORT });
       const addr = http.server.address();
       httpPort = typeof addr === "object" && addr ? addr.port : config.GATEWAY_HTTP_PORT;

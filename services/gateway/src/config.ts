@@ -18,6 +18,12 @@ export const GatewayConfigSchema = z.object({
     .int()
     .positive()
     .default(4 * 1024 * 1024),
+  /** Time a client has to send a whole request (headers and body); slower clients get 408 and are closed. */
+  GATEWAY_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  /** Time a client has to send the request headers. */
+  GATEWAY_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /** An idle keep-alive connection is closed after this long (keep it above any load balancer's idle timeout). */
+  GATEWAY_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().positive().default(65_000),
   /** Bearer token of the admin API; without it the admin API is disabled. */
   TOKENMESH_ADMIN_KEY: z.string().min(16, "use at least 16 characters").optional(),
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http";
 import { AppError, toHttpError } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
 import type { FastifyError, FastifyInstance } from "fastify";
@@ -27,18 +28,62 @@ function fromFastify(err: FastifyError): AppError | undefined {
   }
 }
 
+/** The most of an over-limit body read (and thrown away) so that the client gets to read its 413. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+const DRAIN_MAX_MS = 10_000;
+
+/**
+ * Reads and discards the rest of a request body. Answering while the client is still sending makes it see a broken
+ * pipe instead of the answer (the official openai client reports a connection error, not the 413); past
+ * `DRAIN_MAX_BYTES` or `DRAIN_MAX_MS` the client is cut off anyway.
+ */
+function drain(req: IncomingMessage): Promise<void> {
+  if (req.complete || req.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = () => {
+      clearTimeout(timer);
+      req.off("data", onData);
+      req.off("end", done);
+      req.off("error", done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DRAIN_MAX_BYTES) done();
+    };
+    const timer = setTimeout(done, DRAIN_MAX_MS);
+    req.on("data", onData);
+    req.once("end", done);
+    req.once("error", done);
+    req.resume();
+  });
+}
+
 /** One error mapping for every route: OpenAI's error body with the request id, and the status of the AppError. */
 export function registerErrorHandler(app: FastifyInstance, logger: Logger): void {
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
     const appErr = fromFastify(err) ?? err;
     const mapped = toHttpError(appErr, req.id);
     let status = mapped.status;
-    if ((appErr as AppError).reason === "request_too_large") status = 413;
+    if ((appErr as AppError).reason === "request_too_large") {
+      status = 413;
+      await drain(req.raw);
+    }
     if (mapped.error.code === "INTERNAL") logger.error({ err, request_id: req.id }, "request failed");
     if (mapped.error.reason === "rate_limit_exceeded") {
       metrics.rateLimited.inc({ limit: mapped.error.message.includes("tokens") ? "tokens" : "requests" });
     }
-    void reply.code(status).headers(mapped.headers).send(mapped.body);
+    return reply.code(status).headers(mapped.headers).send(mapped.body);
+  });
+  // An empty body with a JSON content type (what many clients send on DELETE) is no body, not invalid JSON; routes
+  // that need a body say so themselves.
+  // Fastify's own JSON parser (it refuses __proto__ and constructor poisoning) behind the empty-body check.
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
+    if ((body as string).trim() === "") return done(null, undefined);
+    json(req, body as string, done);
   });
   app.setNotFoundHandler((req, reply) => {
     const mapped = toHttpError(
