@@ -14,6 +14,17 @@ export const guardMetrics = {
     [],
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   ),
+  deepChecks: counter(
+    "tokenmesh_guard_deep_checks_total",
+    "Deep-tier checks: stage input or output; outcome safe, unsafe, timeout or error; mode block or shadow; action the policy made of it",
+    ["stage", "outcome", "mode", "action"],
+  ),
+  deepDuration: histogram(
+    "tokenmesh_guard_deep_check_duration_seconds",
+    "Time of one deep-tier check, guard model or moderation call included",
+    ["stage"],
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  ),
   policyReloads: counter("tokenmesh_guard_policy_reloads_total", "Reloads of the guard policy from the catalog file", [
     "result",
   ]),

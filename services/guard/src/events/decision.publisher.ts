@@ -1,25 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { type EventPublisher, GuardDecisionEvent } from "@tokenmesh/events";
+import { decisionMessageId, type GuardDecisionRecord } from "@tokenmesh/guard-policy";
 import type { Logger } from "@tokenmesh/telemetry";
-
-/** A non-allow decision, as the guard reports it: rule ids only, never the matched text. */
-export interface DecisionRecord {
-  requestId: string;
-  keyId: string;
-  action: "redact" | "block";
-  stage: "input" | "output";
-  ruleIds: string[];
-}
 
 /** Where decisions go (a port, so handlers do not know about NATS). */
 export interface DecisionSink {
-  record(decision: DecisionRecord): void;
+  record(decision: GuardDecisionRecord): void;
 }
 
 /**
- * Publishes `GuardDecision` events on `llm.guard.decision.v1` through the outbox, with `Nats-Msg-Id`
- * `<request_id>:<stage>` so a retried request's decision is stored once. Never throws: when the outbox refuses an
- * event (NATS down too long) the decision still applies and the loss is logged.
+ * Publishes `GuardDecision` events on `llm.guard.decision.v1` through the outbox, with the `Nats-Msg-Id` of
+ * {@link decisionMessageId} so a retried request's decision is stored once. Never throws: when the outbox refuses
+ * an event (NATS down too long) the decision still applies and the loss is logged.
  */
 export class NatsDecisionSink implements DecisionSink {
   constructor(
@@ -27,7 +19,7 @@ export class NatsDecisionSink implements DecisionSink {
     private readonly logger: Logger,
   ) {}
 
-  record(d: DecisionRecord): void {
+  record(d: GuardDecisionRecord): void {
     const publisher = this.publisher();
     const requestId = d.requestId || `anon-${randomUUID()}`;
     const event = {
@@ -36,11 +28,13 @@ export class NatsDecisionSink implements DecisionSink {
       action: d.action,
       ruleIds: d.ruleIds,
       stage: d.stage,
+      tier: d.tier,
+      mode: d.mode,
       timestamp: new Date().toISOString(),
     };
     try {
       if (!publisher) throw new Error("event publisher not started");
-      void publisher.publish(GuardDecisionEvent, event, { msgId: `${requestId}:${d.stage}` });
+      void publisher.publish(GuardDecisionEvent, event, { msgId: decisionMessageId({ ...d, requestId }) });
     } catch (err) {
       this.logger.error({ err, request_id: requestId, stage: d.stage }, "guard decision event not published");
     }

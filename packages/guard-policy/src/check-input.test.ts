@@ -1,5 +1,6 @@
+import { estimateTextTokens, TOKENS_PER_IMAGE, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY } from "@tokenmesh/tokens";
 import { describe, expect, it } from "vitest";
-import { checkInput, type InputMessage, MAX_TOKENS_RULE } from "./check-input.js";
+import { checkInput, estimateInputTokens, type InputMessage, MAX_TOKENS_RULE } from "./check-input.js";
 import { type CompiledPolicy, parseGuardSection } from "./policy.js";
 import { placeholder } from "./redactor.js";
 import { SECRETS } from "./samples.test-helpers.js";
@@ -69,5 +70,14 @@ describe("checkInput", () => {
     const text = `key ${SECRETS["secret.github"]}`;
     expect(checkInput(policy({ secrets: { action: "block" } }), [user(text)]).verdict).toBe("block");
     expect(checkInput(policy({ secrets: { action: "off" } }), [user(text)]).verdict).toBe("allow");
+  });
+});
+
+describe("estimateInputTokens", () => {
+  it("uses the mesh estimator's per-message, per-reply and per-image allowances", () => {
+    expect(estimateInputTokens([])).toBe(TOKENS_PER_REPLY);
+    expect(estimateInputTokens([{ role: "user", texts: ["hi"], images: 2 }])).toBe(
+      TOKENS_PER_REPLY + TOKENS_PER_MESSAGE + estimateTextTokens("hi") + 2 * TOKENS_PER_IMAGE,
+    );
   });
 });

@@ -1,7 +1,7 @@
+import { estimateTextTokens, TOKENS_PER_IMAGE, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY } from "@tokenmesh/tokens";
 import { detectInjection } from "./injection.js";
 import type { CompiledPolicy } from "./policy.js";
 import { redactText } from "./redactor.js";
-import { estimateChatTokens } from "./tokens.js";
 
 /** Who wrote a message; injection checks skip the operator's own roles (system, developer). */
 export type MessageRole = "system" | "developer" | "user" | "assistant" | "tool" | "unknown";
@@ -31,6 +31,19 @@ export interface InputDecision {
 /** Rule id of the input length limit. */
 export const MAX_TOKENS_RULE = "length.max_input_tokens";
 
+/**
+ * The mesh's token estimate (@tokenmesh/tokens) over a message's text slots and images, so the guard's length
+ * limit counts what the gateway's rate limits and budget holds count.
+ */
+export function estimateInputTokens(messages: readonly InputMessage[]): number {
+  let n = TOKENS_PER_REPLY;
+  for (const m of messages) {
+    n += TOKENS_PER_MESSAGE + m.images * TOKENS_PER_IMAGE;
+    for (const t of m.texts) n += estimateTextTokens(t);
+  }
+  return n;
+}
+
 const OPERATOR_ROLES: ReadonlySet<MessageRole> = new Set(["system", "developer"]);
 
 /**
@@ -39,7 +52,7 @@ const OPERATOR_ROLES: ReadonlySet<MessageRole> = new Set(["system", "developer"]
  * text slot they touch.
  */
 export function checkInput(policy: CompiledPolicy, messages: readonly InputMessage[]): InputDecision {
-  const inputTokens = estimateChatTokens(messages);
+  const inputTokens = estimateInputTokens(messages);
   const blockIds = new Set<string>();
   const redactIds = new Set<string>();
   const hits: string[] = [];
