@@ -12,7 +12,6 @@ import {
   type SetBudgetResponse,
 } from "@tokenmesh/proto/cost/v1/cost";
 import { type AppError, callUnary } from "@tokenmesh/runtime";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { busClient, eventually, type RunningCost, startCost, unique, usage } from "./harness.js";
 
@@ -34,6 +33,7 @@ const request = (requestId: string, keyId: string): ReserveRequest => ({
   model: "m-large",
   inputTokens: 20_000,
   maxOutputTokens: 2_000,
+  candidateModels: [],
 });
 
 describe("reservations against hard budgets", () => {
@@ -92,25 +92,43 @@ describe("reservations against hard budgets", () => {
   });
 
   it("lists scopes with a hard budget for the gateway, and unlists them when the budget turns soft", async () => {
-    const [a] = replicas as [RunningCost];
+    const [a, b] = replicas as [RunningCost, RunningCost];
     const key = `${tag}-hard-list`;
-    const redis = new Redis(redisUrl);
-    try {
-      const budget = {
-        scope: Scope.SCOPE_KEY,
-        id: key,
-        period: Period.PERIOD_MONTH,
-        limitUsd: 5,
-        hard: true,
-        thresholds: [],
-      };
-      await setBudget(a, budget);
-      expect(await redis.sismember(`${tag}:hard-scopes`, `key:${key}`)).toBe(1);
-      await setBudget(a, { ...budget, hard: false });
-      expect(await redis.sismember(`${tag}:hard-scopes`, `key:${key}`)).toBe(0);
-    } finally {
-      await redis.quit();
-    }
+    const list = async (r: RunningCost) =>
+      (await callUnary(r.client.listHardScopes.bind(r.client), {})).scopes.includes(`key:${key}`);
+    const budget = {
+      scope: Scope.SCOPE_KEY,
+      id: key,
+      period: Period.PERIOD_MONTH,
+      limitUsd: 5,
+      hard: true,
+      thresholds: [],
+    };
+    expect((await setBudget(a, budget)).scopeHard).toBe(true);
+    expect(await list(b)).toBe(true);
+    // A soft daily budget beside the hard monthly one keeps the scope hard.
+    expect((await setBudget(a, { ...budget, period: Period.PERIOD_DAY, hard: false })).scopeHard).toBe(true);
+    expect((await setBudget(a, { ...budget, hard: false })).scopeHard).toBe(false);
+    expect(await list(b)).toBe(false);
+  });
+
+  it("prices a hold at the priciest model the request may end up on", async () => {
+    const [a] = replicas as [RunningCost];
+    const key = `${tag}-candidates`;
+    await setBudget(a, {
+      scope: Scope.SCOPE_KEY,
+      id: key,
+      period: Period.PERIOD_DAY,
+      limitUsd: 1,
+      hard: true,
+      thresholds: [],
+    });
+    const small = { ...request(`${tag}-cand-1`, key), model: "m-small" };
+    // m-small alone: 20,000 × $0.15/M + 2,000 × $0.60/M = $0.0042.
+    expect((await reserve(a, small)).heldUsd).toBeCloseTo(0.0042, 9);
+    // With m-large as a fallback the hold is m-large's $0.09; unknown candidates are ignored.
+    const withFallback = { ...small, requestId: `${tag}-cand-2`, candidateModels: ["m-large", "no-such-model"] };
+    expect((await reserve(a, withFallback)).heldUsd).toBeCloseTo(0.09, 9);
   });
 
   it("settles a reservation to the real cost when its usage arrives, and releases on request", async () => {

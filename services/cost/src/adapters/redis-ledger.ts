@@ -285,6 +285,11 @@ export class RedisLedger {
     return parseAlerts(json);
   }
 
+  /** The scopes (`key:<id>`, `team:<t>`, `user:<u>`) with a hard budget in any period. */
+  async hardScopes(): Promise<string[]> {
+    return this.redis.smembers(`${this.p}hard-scopes`);
+  }
+
   /** A budget (if set) with its current period's spending and holds. */
   async budgetStatus(scope: BudgetScope, id: string, period: Period, now: Date): Promise<BudgetStatus> {
     const field = budgetField(scope, id, period);

@@ -21,7 +21,7 @@ import {
   parseDay,
   type UsageScope,
 } from "../domain/periods.js";
-import { FREE, nanoToUsd, worstCaseNano } from "../domain/pricing.js";
+import { nanoToUsd, worstCaseNano } from "../domain/pricing.js";
 import type { Totals } from "../domain/usage.js";
 import { publishAlerts } from "../events/alert.publisher.js";
 import { costMetrics } from "../metrics.js";
@@ -112,11 +112,18 @@ export function costHandlers(deps: CostHandlerDeps): Handlers<typeof CostService
       if (req.inputTokens < 0 || req.maxOutputTokens < 0) {
         throw new AppError("INVALID_ARGUMENT", "token counts cannot be negative", { param: "input_tokens" });
       }
-      const pricing = prices.lookup(req.model);
-      if (!pricing) costMetrics.unknownModel.inc({ model: req.model });
-      // A request that sets no max_tokens may produce up to the model's cap.
-      const maxOutput = req.maxOutputTokens || pricing?.maxOutputTokens || 0;
-      const amountNano = worstCaseNano(pricing?.price ?? FREE, req.inputTokens, maxOutput);
+      // The worst case over every model the request may end up on (its fallbacks, an `auto` tier).
+      let amountNano = 0;
+      for (const model of new Set([req.model, ...req.candidateModels])) {
+        const pricing = prices.lookup(model);
+        if (!pricing) {
+          costMetrics.unknownModel.inc({ model });
+          continue;
+        }
+        // A request that sets no max_tokens may produce up to the model's cap.
+        const maxOutput = req.maxOutputTokens || pricing.maxOutputTokens;
+        amountNano = Math.max(amountNano, worstCaseNano(pricing.price, req.inputTokens, maxOutput));
+      }
       const reservationId = req.requestId || randomUUID();
       const at = now();
       const outcome = await ledger.reserve(
@@ -180,7 +187,12 @@ export function costHandlers(deps: CostHandlerDeps): Handlers<typeof CostService
       );
       // Thresholds already reached when the budget is set (or lowered) are crossed now.
       await publishAlerts(publisher, alerts, at);
-      return { budget: toMessage(budget) };
+      const scopeHard = (await ledger.hardScopes()).includes(`${budget.scope}:${budget.id}`);
+      return { budget: toMessage(budget), scopeHard };
+    },
+
+    async listHardScopes() {
+      return { scopes: await ledger.hardScopes() };
     },
   };
 }
