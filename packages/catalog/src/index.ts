@@ -7,4 +7,5 @@ export {
   parseCatalog,
   watchCatalog,
 } from "./load.js";
+export { isAutoModel, reachableModels } from "./reach.js";
 export * from "./schema.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { estimateMessageTokens, estimateTextTokens, TOKENS_PER_IMAGE } from "./index.js";
+import { estimateMessageTokens, estimateTextTokens, promptTokenBound, TOKENS_PER_IMAGE } from "./index.js";
 
 describe("estimateTextTokens", () => {
   it("counts short English words as one token and punctuation separately", () => {
@@ -34,5 +34,21 @@ describe("estimateMessageTokens", () => {
       { content: "", toolCalls: [{ function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
     ]);
     expect(withTool).toBeGreaterThan(3 + 3 + 5);
+  });
+});
+
+describe("promptTokenBound", () => {
+  it("is at least the UTF-8 byte count, so Chinese is bounded where estimates run low", () => {
+    const zh = "请用三句话解释量子纠缠，并给出一个日常生活中的类比。".repeat(20);
+    const bound = promptTokenBound([{ content: zh }]);
+    expect(bound).toBeGreaterThanOrEqual(new TextEncoder().encode(zh).length);
+    expect(bound).toBeGreaterThan(estimateMessageTokens([{ content: zh }]) * 2);
+  });
+  it("counts tools, tool choice, response format and images", () => {
+    const base = promptTokenBound([{ content: "hi" }]);
+    const tools = [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }];
+    expect(promptTokenBound([{ content: "hi" }], { tools })).toBeGreaterThan(base + 512);
+    expect(promptTokenBound([{ content: "hi", parts: [{}] }])).toBe(base + 1_600);
+    expect(promptTokenBound([{ content: "hi" }], { responseFormat: { type: "json_object" } })).toBeGreaterThan(base);
   });
 });

@@ -61,3 +61,41 @@ export function estimateMessageTokens(messages: readonly TokenizableMessage[]): 
   }
   return n;
 }
+
+/**
+ * Image allowance of the bound: the most any provider we speak to charges for one image (Anthropic's ~1,600 tokens
+ * for a 1.15-megapixel image; OpenAI's high-detail ceiling is lower).
+ */
+export const MAX_TOKENS_PER_IMAGE = 1_600;
+/** Per message, the most a chat template adds around it (role markers, separators). */
+const MAX_TOKENS_PER_MESSAGE = 8;
+/** What a provider may add when tools are offered (Anthropic's tool-use system prompt is ~350 tokens). */
+const MAX_TOOL_PREAMBLE_TOKENS = 512;
+
+const utf8 = new TextEncoder();
+const bytes = (s: string | undefined) => (s ? utf8.encode(s).length : 0);
+
+/**
+ * An upper bound of a prompt's tokens for any byte-level BPE or byte-fallback tokenizer (GPT, Claude, Llama,
+ * Qwen, Gemma…): such a tokenizer never makes more tokens than the text has UTF-8 bytes. So the bound holds for
+ * Chinese or any other script (3 bytes a character) where estimates can be several times low, at the price of
+ * over-counting English about fourfold. Tool definitions (their JSON) and images count too. Used for hard-budget
+ * holds, where an estimate that is ever low would let a budget be overspent.
+ */
+export function promptTokenBound(
+  messages: readonly TokenizableMessage[],
+  extra: { tools?: readonly unknown[]; toolChoice?: unknown; responseFormat?: unknown } = {},
+): number {
+  let n = MAX_TOKENS_PER_MESSAGE;
+  for (const m of messages) {
+    n += MAX_TOKENS_PER_MESSAGE + bytes(m.content) + bytes(m.name);
+    for (const p of m.parts ?? []) n += p.text !== undefined ? bytes(p.text) : MAX_TOKENS_PER_IMAGE;
+    for (const tc of m.toolCalls ?? []) {
+      if (tc.function) n += MAX_TOKENS_PER_MESSAGE + bytes(tc.function.name) + bytes(tc.function.arguments);
+    }
+  }
+  if (extra.tools && extra.tools.length > 0) n += MAX_TOOL_PREAMBLE_TOKENS + bytes(JSON.stringify(extra.tools));
+  if (extra.toolChoice !== undefined) n += bytes(JSON.stringify(extra.toolChoice));
+  if (extra.responseFormat !== undefined) n += bytes(JSON.stringify(extra.responseFormat));
+  return n;
+}

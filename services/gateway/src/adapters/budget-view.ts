@@ -2,11 +2,11 @@ import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
 import { BudgetThresholdEvent, decodeEvent } from "@tokenmesh/events";
 import type { BudgetThresholdCrossed } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
-import type { Redis } from "ioredis";
 import type { Budgets } from "../domain/ports.js";
+import type { RedisHardScopes } from "./hard-scopes.js";
 
-/** The Redis set in which the cost service lists scopes with a hard budget (`key:<id>`, `team:<t>`, `user:<u>`). */
-export const HARD_BUDGET_SCOPES_KEY = "cost:hard-scopes";
+/** How often the hard-scope list is reconciled with the cost service (budgets set without this gateway's API). */
+const RECONCILE_MS = 30_000;
 
 function periodKey(period: string, now = new Date()): string {
   const iso = now.toISOString();
@@ -17,16 +17,18 @@ function periodKey(period: string, now = new Date()): string {
  * What the gateway knows about budgets without a round trip per request:
  * - soft budgets at 100 %, from `llm.budget.threshold.v1` (an ordered consumer per replica replays the stream at
  *   start, so a new replica knows the current period's state); a block lapses when its period rolls over;
- * - which scopes have a hard budget (refreshed from Redis every second), so only those requests call Reserve.
+ * - which scopes have a hard budget (RedisHardScopes: exact, read per request), so only those call Reserve.
  */
 export class BudgetView implements Budgets {
   private readonly blockedUntil = new Map<string, { period: string; key: string }>();
-  private hard = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
   private stopConsumer: (() => Promise<void>) | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly hard: RedisHardScopes,
+    /** The cost service's list of hard scopes (ListHardScopes). */
+    private readonly listHardScopes: () => Promise<string[]>,
     private readonly logger: Logger,
     /**
      * Whether a blocked scope is still at or over its soft budget (the cost service's view). Checked every
@@ -36,12 +38,11 @@ export class BudgetView implements Budgets {
   ) {}
 
   async start(js: JetStreamClient): Promise<void> {
-    await this.refreshHard();
-    this.timer = setInterval(() => {
-      void this.refreshHard();
-      void this.recheckBlocked();
-    }, 1_000);
+    await this.reconcile();
+    this.timer = setInterval(() => void this.recheckBlocked(), 1_000);
     this.timer.unref();
+    this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    this.reconcileTimer.unref();
     // LLM_BUDGET holds only threshold events, so no subject filter (which also keeps nats-server < 2.10 happy).
     const consumer = await js.consumers.get(BudgetThresholdEvent.stream, { deliver_policy: DeliverPolicy.All });
     const messages = await consumer.consume();
@@ -86,13 +87,14 @@ export class BudgetView implements Budgets {
     return this.isBlocked("key", keyId) || this.isBlocked("team", team) || this.isBlocked("user", user);
   }
 
-  hasHard(keyId: string, team: string, user: string): boolean {
-    if (this.hard.size === 0) return false;
-    return (
-      this.hard.has(`key:${keyId}`) ||
-      (team !== "" && this.hard.has(`team:${team}`)) ||
-      (user !== "" && this.hard.has(`user:${user}`))
-    );
+  hasHard(keyId: string, team: string, user: string): Promise<boolean> {
+    return this.hard.has(keyId, team, user);
+  }
+
+  /** Records a budget just set through this gateway's admin API; every replica enforces it from now on. */
+  async budgetSet(scope: string, id: string, scopeHard: boolean): Promise<void> {
+    await this.hard.update(scope, id, scopeHard);
+    this.unblock(scope, id);
   }
 
   private async recheckBlocked(): Promise<void> {
@@ -107,16 +109,17 @@ export class BudgetView implements Budgets {
     }
   }
 
-  private async refreshHard(): Promise<void> {
+  private async reconcile(): Promise<void> {
     try {
-      this.hard = new Set(await this.redis.smembers(HARD_BUDGET_SCOPES_KEY));
+      await this.hard.reconcile(await this.listHardScopes());
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, "cannot refresh hard budget scopes");
+      this.logger.warn({ err: (err as Error).message }, "cannot reconcile hard budget scopes with the cost service");
     }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.reconcileTimer);
     await this.stopConsumer?.();
   }
 }

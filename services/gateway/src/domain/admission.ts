@@ -20,8 +20,16 @@ export interface AdmissionRequest {
   user: string;
   /** The catalog model the hold is priced at. */
   model: string;
+  /** Other models the request may end up on (fallbacks, an `auto` tier): the hold covers the priciest. */
+  candidateModels: string[];
+  /** Estimated input tokens, held in the tokens-per-minute limit until real usage corrects it. */
   inputTokens: number;
+  /** An upper bound of the input tokens, for the hard-budget hold (which must never be low). */
+  inputTokenBound: number;
+  /** Output tokens held in the rate limit. */
   maxOutputTokens: number;
+  /** The request's own output cap for the hold; 0 lets each model's cap apply. */
+  holdOutputTokens: number;
 }
 
 /** What admission granted; `settle` gives it back when the request ends. */
@@ -49,9 +57,12 @@ export class Admission {
       throw new BudgetExceededError("This key's budget for the current period is used up");
     }
     const tokens = req.inputTokens + req.maxOutputTokens;
+    // The hard-scope lookup (a Redis read) overlaps the rate limiter's round trip.
+    const hard = budgets.hasHard(principal.keyId, principal.team, req.user);
+    hard.catch(() => undefined);
     const rate = await this.limit(principal, req.requestId, tokens);
     const admitted: Admitted = { rate, reservationId: "", heldTokens: rate === undefined ? undefined : tokens };
-    if (budgets.hasHard(principal.keyId, principal.team, req.user)) {
+    if (await hard) {
       admitted.reservationId = await this.reserve(principal, req, admitted);
     }
     return admitted;
@@ -65,8 +76,9 @@ export class Admission {
         team: principal.team,
         user: req.user,
         model: req.model,
-        inputTokens: req.inputTokens,
-        maxOutputTokens: req.maxOutputTokens,
+        candidateModels: req.candidateModels,
+        inputTokens: req.inputTokenBound,
+        maxOutputTokens: req.holdOutputTokens,
       });
     } catch (err) {
       // Refused (or cost unreachable): the request never runs, so it uses none of the tokens it held.

@@ -106,7 +106,7 @@ function flowWith(events: RouteEvent[] | Router["route"], usage: UsageRecorded[]
     guard: fakeGuard(log),
     router,
     cost: { reserve: async () => "", release: async () => undefined },
-    budgets: { blocked: () => false, hasHard: () => false },
+    budgets: { blocked: () => false, hasHard: async () => false },
     usage: { record: (e) => usage.push(e) },
     logger: createLogger({ service: "test", level: "silent" }),
   });

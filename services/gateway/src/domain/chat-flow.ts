@@ -1,3 +1,4 @@
+import { reachableModels } from "@tokenmesh/catalog";
 import type {
   ChatChunk,
   ChatRequest,
@@ -8,7 +9,7 @@ import type {
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import { AppError } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
-import { estimateMessageTokens, estimateTextTokens } from "@tokenmesh/tokens";
+import { estimateMessageTokens, estimateTextTokens, promptTokenBound } from "@tokenmesh/tokens";
 import { ResponseAccumulator } from "./accumulate.js";
 import { Admission, type RateInfo } from "./admission.js";
 import { Authenticator, resolveModel } from "./authenticate.js";
@@ -161,12 +162,16 @@ export class ChatFlow {
       draft.principal = principal;
       draft.model = resolveModel(this.deps.catalog(), principal, call.request.model, "embedding").id;
       const user = principal.user || call.request.user;
+      const candidates = reachableModels(this.deps.catalog(), draft.model, "embedding").map((m) => m.id);
       draft.admitted = await this.admission.admit(principal, {
         requestId: call.requestId,
         user,
-        model: draft.model,
+        model: candidates[0] ?? draft.model,
+        candidateModels: candidates,
         inputTokens: call.request.input.reduce((n, s) => n + estimateTextTokens(s) + 1, 0),
+        inputTokenBound: promptTokenBound(call.request.input.map((content) => ({ content }))),
         maxOutputTokens: 0,
+        holdOutputTokens: 0,
       });
       const ctx = contextOf(principal, call.requestId, user);
       const out = await this.deps.router.embed(ctx, { ...call.request, model: draft.model }, call.signal);
@@ -189,12 +194,22 @@ export class ChatFlow {
     const { id: modelId, entry } = resolveModel(this.deps.catalog(), principal, request.model, "chat");
     draft.model = modelId;
     const user = principal.user || request.user;
+    // The hold covers every model the request may end up on (never "auto" itself), with an input bound that
+    // cannot be low (UTF-8 bytes), tools and images included.
+    const candidates = reachableModels(this.deps.catalog(), modelId, "chat").map((m) => m.id);
     draft.admitted = await this.admission.admit(principal, {
       requestId: call.requestId,
       user,
-      model: modelId,
+      model: candidates[0] ?? modelId,
+      candidateModels: candidates,
       inputTokens: estimateMessageTokens(request.messages),
+      inputTokenBound: promptTokenBound(request.messages, {
+        tools: request.tools,
+        toolChoice: request.toolChoice,
+        responseFormat: request.responseFormat,
+      }),
       maxOutputTokens: request.maxTokens ?? entry?.max_output_tokens ?? DEFAULT_MAX_OUTPUT,
+      holdOutputTokens: request.maxTokens ?? 0,
     });
     const ctx = contextOf(principal, call.requestId, user);
     const verdict = await this.deps.guard.checkInput(ctx, modelId, request.messages, call.signal);

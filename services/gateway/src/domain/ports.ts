@@ -73,7 +73,10 @@ export interface Cost {
     user: string;
     model: string;
     inputTokens: number;
+    /** 0: each model's own output cap. */
     maxOutputTokens: number;
+    /** Other models the request may end up on; the hold covers the priciest. */
+    candidateModels: string[];
   }): Promise<string>;
   release(reservationId: string): Promise<void>;
 }
@@ -81,8 +84,8 @@ export interface Cost {
 export interface Budgets {
   /** Whether a soft budget of the key, its team or user reached 100 % this period. */
   blocked(keyId: string, team: string, user: string): boolean;
-  /** Whether any hard budget applies (only then is Reserve called). */
-  hasHard(keyId: string, team: string, user: string): boolean;
+  /** Whether any hard budget applies (only then is Reserve called); exact across replicas. */
+  hasHard(keyId: string, team: string, user: string): Promise<boolean>;
 }
 
 export interface KeyStore {

@@ -107,7 +107,8 @@ export function registerAdminRoutes(
     adminKeyHash: string | undefined;
     cost: GrpcCost;
     /** Called when a budget is set, so this replica lifts a soft-budget block at once. */
-    onBudgetSet: (scope: string, id: string) => void;
+    /** Called before `PUT /admin/budgets` answers: the gateways must enforce the budget from then on. */
+    onBudgetSet: (scope: string, id: string, scopeHard: boolean) => Promise<void>;
   },
 ): void {
   const requireAdmin = async (req: FastifyRequest) => {
@@ -161,7 +162,7 @@ export function registerAdminRoutes(
         },
         { deadlineMs: 5_000 },
       );
-      deps.onBudgetSet(b.scope, b.id);
+      await deps.onBudgetSet(b.scope, b.id, res.scopeHard);
       const saved = res.budget!;
       return {
         scope: SCOPE_NAMES[saved.scope],

@@ -1,0 +1,71 @@
+import { createLogger } from "@tokenmesh/telemetry";
+import { describe, expect, it } from "vitest";
+import { Admission, type AdmissionRequest } from "./admission.js";
+import type { Principal } from "./keys.js";
+import type { Cost, RateLimiter } from "./ports.js";
+
+const principal: Principal = { keyId: "k", name: "k", team: "t", user: "", models: [], rpm: 10, tpm: 0, admin: false };
+const request: AdmissionRequest = {
+  requestId: "req_1",
+  user: "u",
+  model: "a",
+  candidateModels: ["a", "b"],
+  inputTokens: 10,
+  inputTokenBound: 40,
+  maxOutputTokens: 100,
+  holdOutputTokens: 0,
+};
+
+function admissionWith(opts: { hard: boolean; reserve?: Cost["reserve"] }) {
+  const settled: number[] = [];
+  const reserved: Parameters<Cost["reserve"]>[0][] = [];
+  const limiter: RateLimiter = {
+    acquire: async () => ({ allowed: true, limitedBy: "", remainingRequests: 9, remainingTokens: -1, resetMs: 1 }),
+    settle: async (_k, _r, _held, actual) => {
+      settled.push(actual);
+    },
+  };
+  const admission = new Admission({
+    limiter,
+    budgets: { blocked: () => false, hasHard: async () => opts.hard },
+    cost: {
+      reserve:
+        opts.reserve ??
+        (async (input) => {
+          reserved.push(input);
+          return "res_1";
+        }),
+      release: async () => undefined,
+    },
+    logger: createLogger({ service: "test", level: "silent" }),
+  });
+  return { admission, settled, reserved };
+}
+
+describe("Admission", () => {
+  it("holds the input bound and every candidate model for a scope with a hard budget", async () => {
+    const { admission, reserved } = admissionWith({ hard: true });
+    const admitted = await admission.admit(principal, request);
+    expect(admitted.reservationId).toBe("res_1");
+    expect(reserved[0]).toMatchObject({ model: "a", candidateModels: ["a", "b"], inputTokens: 40, maxOutputTokens: 0 });
+  });
+
+  it("reserves nothing where no hard budget applies, and nothing for the admin key", async () => {
+    const { admission, reserved } = admissionWith({ hard: false });
+    expect((await admission.admit(principal, request)).reservationId).toBe("");
+    const hard = admissionWith({ hard: true });
+    await hard.admission.admit({ ...principal, admin: true }, request);
+    expect([...reserved, ...hard.reserved]).toHaveLength(0);
+  });
+
+  it("gives the rate limiter its tokens back when the hold is refused", async () => {
+    const { admission, settled } = admissionWith({
+      hard: true,
+      reserve: async () => {
+        throw new Error("over budget");
+      },
+    });
+    await expect(admission.admit(principal, request)).rejects.toThrow("over budget");
+    expect(settled).toEqual([0]);
+  });
+});
