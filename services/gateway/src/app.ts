@@ -8,6 +8,7 @@ import {
   type NatsConnection,
   natsReadiness,
 } from "@tokenmesh/events";
+import { compileGuardSection, type PolicySet } from "@tokenmesh/guard-policy";
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
@@ -16,7 +17,9 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { BudgetView } from "./adapters/budget-view.js";
 import { GrpcCost } from "./adapters/cost.client.js";
-import { GrpcGuard } from "./adapters/guard.client.js";
+import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
+import { guardDecisionSink } from "./adapters/guard-decision.publisher.js";
+import { InProcessGuard } from "./adapters/guard.in-process.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
 import { RedisOutboxJournal } from "./adapters/redis-outbox-journal.js";
@@ -54,7 +57,20 @@ export function createApp(
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
   const keys = new RedisKeyStore(redis);
   const limiter = new RedisRateLimiter(redis);
-  const guard = new GrpcGuard(config.GUARD_ADDR);
+  // The guard's deterministic tier runs in-process; GUARD_ADDR is called only for policies with `guard.deep`.
+  const guardPolicies = new LiveCatalog<PolicySet>({
+    path: config.MESH_CONFIG,
+    derive: (c) => compileGuardSection(c.guard),
+    logger,
+    what: "guard policy",
+  });
+  let guardPublisher: EventPublisher | undefined;
+  const guard = new InProcessGuard({
+    policies: () => guardPolicies.current,
+    decisions: guardDecisionSink(() => guardPublisher, logger),
+    deep: new GrpcDeepTier(config.GUARD_ADDR),
+    logger,
+  });
   const router = new GrpcRouter(config.ROUTER_ADDR);
   const cost = new GrpcCost(config.COST_ADDR);
   const budgets = new BudgetView(redis, logger, async (scope, id, period) => {
@@ -137,11 +153,13 @@ export function createApp(
   // flush usage events, then close connections.
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
   lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => catalog.close());
+  lifecycle.onShutdown("guard policy: unwatch", ShutdownPhase.StopIntake, () => guardPolicies.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
+  lifecycle.onShutdown("guard events: flush", ShutdownPhase.FlushEvents, () => guardPublisher?.flush(1_000));
   lifecycle.onShutdown("clients: close", ShutdownPhase.CloseConnections, () => {
     guard.close();
     router.close();
@@ -160,10 +178,18 @@ export function createApp(
     },
     async start() {
       await catalog.start();
+      await guardPolicies.start();
       await redis.connect();
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-gateway", logger });
-      await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE", "LLM_BUDGET", "LLM_JOBS", "LLM_DEADLETTER"]);
+      await ensureStreams(await jetstreamManager(nc), [
+        "LLM_USAGE",
+        "LLM_BUDGET",
+        "LLM_JOBS",
+        "LLM_DEADLETTER",
+        "LLM_GUARD",
+      ]);
       const js = jetstream(nc);
+      guardPublisher = new EventPublisher({ js, logger, name: "gateway-guard" });
       publisher = new EventPublisher({
         js,
         logger,

@@ -6,6 +6,10 @@ export const GatewayConfigSchema = z.object({
   ...commonEnv,
   NATS_URL: env.url("nats://127.0.0.1:4222", ["nats:", "tls:"]),
   REDIS_URL: env.url("redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+  /**
+   * The guard service, for its deep tier only (policies with `guard.deep`): the deterministic tier runs in-process,
+   * so a request whose policy has no deep tier never calls it.
+   */
   GUARD_ADDR: env.address("127.0.0.1:50052"),
   ROUTER_ADDR: env.address("127.0.0.1:50053"),
   COST_ADDR: env.address("127.0.0.1:50055"),

@@ -12,4 +12,18 @@ export const metrics = {
     "endpoint",
   ]),
   rateLimited: counter("tokenmesh_gateway_rate_limited_total", "Requests refused by a key's rate limit", ["limit"]),
+  guardDecisions: counter(
+    "tokenmesh_gateway_guard_decisions_total",
+    "Guard decisions: stage input or output; tier deterministic (in-process) or deep (guard service); action allow, redact or block; mode block (enforced) or shadow",
+    ["stage", "tier", "action", "mode"],
+  ),
+  guardRuleHits: counter("tokenmesh_gateway_guard_rule_hits_total", "Guard rule matches by rule id, both tiers", [
+    "rule",
+  ]),
+  guardCheckDuration: histogram(
+    "tokenmesh_gateway_guard_check_duration_seconds",
+    "Time of one guard check: the in-process input rules, or one deep-tier call to the guard service",
+    ["stage", "tier"],
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 2.5, 5],
+  ),
 };
