@@ -66,6 +66,19 @@ models:
     api_key_env: FAKE_OPENAI_KEY
     upstream_model: gpt-4o-mini
     price: { input_per_mtok: 1000, output_per_mtok: 1000 }
+  - id: flaky-to-priced
+    engine: openai
+    base_url: ${openaiUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: gpt-4o-mini+error-503
+    fallbacks: [priced]
+  - id: embed-priced
+    engine: openai
+    kind: embedding
+    base_url: ${openaiUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: text-embedding-3-small
+    price: { input_per_mtok: 1000, output_per_mtok: 0 }
   - id: broken-upstream
     engine: openai
     base_url: ${openaiUrl}
@@ -87,6 +100,7 @@ guard:
   blocked_patterns:
     - { id: no-internal-hosts, pattern: "corp\\\\.internal", action: block }
 routes:
+  auto: { default_tier: small, tiers: { small: [local-tiny], premium: [gpt-fake, priced] } }
   retry: { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 50 }
   cache: { enabled: true, ttl_s: 60 }
 `;
@@ -97,7 +111,13 @@ routes:
  * and Anthropic upstreams), guard, router, cost, and `gateways` gateway replicas, against the test run's NATS and
  * Redis, exporting traces to an in-test OTLP receiver.
  */
-export async function startMesh(options: { natsUrl: string; redisUrl: string; gateways?: number }): Promise<Mesh> {
+export async function startMesh(options: {
+  natsUrl: string;
+  redisUrl: string;
+  gateways?: number;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+}): Promise<Mesh> {
   const dir = await mkdtemp(join(tmpdir(), "tokenmesh-e2e-"));
   const processes = new Map<string, ServiceProcess>();
   const fakeOpenAI = await startFakeOpenAI({ apiKey: "sk-fake-openai" });
@@ -128,6 +148,7 @@ export async function startMesh(options: { natsUrl: string; redisUrl: string; ga
     FAKE_OPENAI_KEY: "sk-fake-openai",
     FAKE_ANTHROPIC_KEY: "sk-ant-fake",
     TOKENMESH_ADMIN_KEY: ADMIN_KEY,
+    ...options.env,
   };
   const start = async (name: string, service: string, env: Record<string, string>, readyUrl: string) => {
     const p = await spawnService({

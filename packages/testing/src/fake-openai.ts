@@ -170,12 +170,20 @@ export function resolveBehavior(
   return b;
 }
 
-/** Words in a text (whitespace-separated), the fakes' token count. */
+/**
+ * The fakes' token count: whitespace-separated words, except that every CJK character (and full-width form) is a
+ * token of its own, as real tokenizers roughly count Chinese, Japanese and Korean.
+ */
 export function countWords(text: string): number {
   let n = 0;
   let inWord = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
+    if ((c >= 0x3000 && c <= 0x9fff) || (c >= 0xac00 && c <= 0xd7af) || (c >= 0xff00 && c <= 0xffef)) {
+      n++;
+      inWord = false;
+      continue;
+    }
     const space = c === 32 || c === 10 || c === 13 || c === 9;
     if (!space && !inWord) n++;
     inWord = !space;
