@@ -21,7 +21,7 @@ RUN npm run build
 # The default catalog's local models (tiny GGUF files with random weights) are written here, at build time: they are
 # deterministic and small (~2 MB), so every replica starts without a download or an initContainer. Real models are
 # mounted at /app/models or fetched from hf: sources into INFERENCE_MODELS_DIR (see deploy/README.md).
-RUN node services/inference/dist/models/make-test-models.js models
+RUN node packages/testing/dist/models/make-test-models.js models
 
 FROM build AS prod
 ARG SERVICE

@@ -21,11 +21,11 @@ import { ModelEntrySchema } from "@tokenmesh/catalog";
 import { ChatRequest, Role } from "@tokenmesh/proto/common/v1/chat";
 import { GenerateRequest, InferenceServiceClient } from "@tokenmesh/proto/inference/v1/inference";
 import { callStream, createGrpcClient } from "@tokenmesh/runtime";
+import { writeTestChatModel } from "@tokenmesh/testing/models";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const dist = new URL("../../services/inference/dist/", import.meta.url);
 const { LocalEngine } = await import(new URL("engines/local/local-engine.js", dist).href);
-const { writeTestChatModel } = await import(new URL("models/write-test-gguf.js", dist).href);
 
 const { values: args } = parseArgs({
   options: {

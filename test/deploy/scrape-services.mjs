@@ -77,7 +77,7 @@ for (const s of services) {
 if (!existsSync(join(root, "models/tiny-chat.gguf"))) {
   const r = spawnSync(
     process.execPath,
-    [join(root, "services/inference/dist/models/make-test-models.js"), join(root, "models")],
+    [join(root, "packages/testing/dist/models/make-test-models.js"), join(root, "models")],
     {
       stdio: "inherit",
     },

@@ -3,13 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LocalModelEntry, ModelEntrySchema } from "@tokenmesh/catalog";
 import { type ChatChunk, ChatRequest, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
+import { makeTestModels } from "@tokenmesh/testing/models";
 import { getLlama, LlamaLogLevel, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalEngine } from "../src/engines/local/local-engine.js";
-import { makeTestModels } from "../src/models/make-test-models.js";
 
 // The real engine on the tiny generated models: no mocks. The chat model only emits lowercase letters, spaces,
-// "," and "." and never ends by itself (see write-test-gguf.ts), so every generation runs to max_tokens or a stop.
+// "," and "." and never ends by itself (see @tokenmesh/testing/models), so every generation runs to max_tokens or a stop.
 
 let dir: string;
 let engine: LocalEngine;

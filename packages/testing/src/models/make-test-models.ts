@@ -1,6 +1,8 @@
+#!/usr/bin/env node
 /**
  * CLI: writes `tiny-chat.gguf` and `tiny-embed.gguf` into a directory (default `<repo>/models`) unless they exist.
- * Used by `npm start` and tests on machines without real models. Usage: `node dist/models/make-test-models.js [dir]`.
+ * Used by `npm run models`, `npm start`, the Docker build and tests on machines without real models. Usage:
+ * `node packages/testing/dist/models/make-test-models.js [dir]` (or the `tokenmesh-test-models` bin).
  */
 import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
