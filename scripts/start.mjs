@@ -141,7 +141,7 @@ if (services.some((s) => !existsSync(join(root, "services", s, "dist/main.js")))
 }
 const models = spawnSync(
   process.execPath,
-  [join(root, "services/inference/dist/models/make-test-models.js"), join(root, "models")],
+  [join(root, "packages/testing/dist/models/make-test-models.js"), join(root, "models")],
   {
     stdio: "inherit",
   },
