@@ -1,22 +1,17 @@
 import { dirname, resolve } from "node:path";
-import { loadCatalog, watchCatalog } from "@tokenmesh/catalog";
+import { type Catalog, LiveCatalog } from "@tokenmesh/catalog";
 import { InferenceServiceService } from "@tokenmesh/proto/inference/v1/inference";
-import { type App, type AppDeps, isAppError, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
-import { type InferenceConfig, readSecret } from "./config.js";
+import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
+import type { InferenceConfig } from "./config.js";
 import { ModelRegistry } from "./domain/model-registry.js";
-import { AnthropicEngine } from "./engines/anthropic/anthropic.engine.js";
-import { UpstreamHttpClient } from "./engines/http/http-client.js";
 import { LocalEngine } from "./engines/local/local-engine.js";
-import { OpenAIEngine } from "./engines/openai/openai.engine.js";
 import { inferenceHandlers } from "./grpc/inference.handlers.js";
 import { metrics } from "./metrics.js";
 
-const PROVIDER_LABELS: Record<string, string> = { "OpenAI upstream": "openai", "Anthropic upstream": "anthropic" };
-
 /**
- * Wires the inference service: the local GGUF engine and the upstream engines behind one model registry that
- * follows the catalog, the gRPC InferenceService, and the ops port whose `/readyz` reports the device and each
- * model's readiness.
+ * Wires the inference service: the local GGUF engine behind a model registry that follows the catalog's
+ * `engine: local` entries (remote entries are the router's), the gRPC InferenceService, and the ops port whose
+ * `/readyz` reports the device and each model's readiness.
  */
 export function createApp(
   config: InferenceConfig,
@@ -24,10 +19,6 @@ export function createApp(
 ): App & { host: ServiceHost; registry: ModelRegistry } {
   const { logger, lifecycle } = deps;
   const catalogPath = resolve(config.MESH_CONFIG);
-  const http = new UpstreamHttpClient({
-    onExchange: (provider, status, seconds) =>
-      metrics.upstreamDuration.observe({ provider: PROVIDER_LABELS[provider] ?? provider, status }, seconds),
-  });
   const local = new LocalEngine({
     modelsDir: config.INFERENCE_MODELS_DIR,
     baseDir: dirname(catalogPath),
@@ -41,28 +32,41 @@ export function createApp(
       },
     },
   });
-  const engines = {
-    local,
-    openai: new OpenAIEngine({ getSecret: readSecret, http }),
-    anthropic: new AnthropicEngine({ getSecret: readSecret, http }),
-  };
   const registry = new ModelRegistry({
-    engines,
-    onLoadError: (model, err) => {
-      // An upstream without its key is a configuration state (reported in /readyz and ListModels), not a fault.
-      if (isAppError(err) && err.reason === "upstream_key_missing") {
-        logger.warn({ model, reason: err.reason }, `model not ready: ${err.message}`);
-      } else {
-        logger.error({ err, model }, "model failed to load");
-      }
+    local,
+    onLoadError: (model, err) => logger.error({ err, model }, "model failed to load"),
+  });
+
+  const refreshReadyGauge = () => {
+    metrics.modelReady.reset();
+    for (const m of registry.list()) {
+      metrics.modelReady.set(
+        { model: m.entry.id, engine: m.entry.engine, device: m.status.device },
+        m.status.ready ? 1 : 0,
+      );
+    }
+  };
+  // Catalog changes are applied one after another, in the order they were read.
+  let applying = Promise.resolve();
+  const apply = (catalog: Catalog): Promise<void> => {
+    applying = applying
+      .then(() => registry.apply(catalog))
+      .then(refreshReadyGauge, (err: unknown) => logger.error({ err }, "catalog apply failed"));
+    return applying;
+  };
+  const catalog = new LiveCatalog<Catalog>({
+    path: catalogPath,
+    derive: (c) => c,
+    logger,
+    onReload: (outcome, c) => {
+      if (outcome === "ok") void apply(c);
     },
   });
-  let stopWatching: (() => void) | undefined;
 
   const modelsInfo = () => {
     const models = registry.list();
     return {
-      device: models.find((m) => m.entry.engine === "local")?.status.device ?? "none",
+      device: models[0]?.status.device ?? "none",
       models: Object.fromEntries(
         models.map((m) => [
           m.entry.id,
@@ -82,49 +86,27 @@ export function createApp(
     grpc: { host: config.INFERENCE_HOST, port: config.INFERENCE_GRPC_PORT },
     ops: { host: config.INFERENCE_HOST, port: config.INFERENCE_OPS_PORT },
     checks: {
-      // Ready when every local model is loaded; upstream models without a key are reported, not fatal.
+      // Ready when every local model is loaded.
       models: () => {
-        const notReady = registry.list().filter((m) => m.entry.engine === "local" && !m.status.ready);
+        const notReady = registry.list().filter((m) => !m.status.ready);
         if (notReady.length > 0) {
           throw new Error(notReady.map((m) => `${m.entry.id}: ${m.status.detail ?? "loading"}`).join("; "));
         }
-        return `${registry.list().filter((m) => m.status.ready).length} models ready`;
+        return `${registry.list().length} models ready`;
       },
     },
     info: modelsInfo,
   });
   host.grpc!.add(InferenceServiceService, inferenceHandlers(registry));
 
-  const refreshReadyGauge = () => {
-    metrics.modelReady.reset();
-    for (const m of registry.list()) {
-      metrics.modelReady.set(
-        { model: m.entry.id, engine: m.entry.engine, device: m.status.device },
-        m.status.ready ? 1 : 0,
-      );
-    }
-  };
-
-  lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => stopWatching?.());
-  lifecycle.onShutdown("engines: close", ShutdownPhase.CloseConnections, async () => {
-    await Promise.all([local.close(), engines.openai.close(), engines.anthropic.close()]);
-    await http.close();
-  });
+  lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => catalog.close());
+  lifecycle.onShutdown("engine: close", ShutdownPhase.CloseConnections, () => local.close());
 
   return {
     host,
     registry,
     async start() {
-      const catalog = await loadCatalog(catalogPath);
-      await registry.apply(catalog);
-      refreshReadyGauge();
-      stopWatching = watchCatalog(catalogPath, {
-        onChange: (c) => {
-          logger.info({ models: c.models.length }, "catalog changed; applying");
-          registry.apply(c).then(refreshReadyGauge, (err) => logger.error({ err }, "catalog apply failed"));
-        },
-        onError: (err) => logger.error({ err: err.message }, "catalog change rejected; keeping the previous one"),
-      });
+      await apply(await catalog.start());
       await host.start();
       logger.info(modelsInfo(), "models");
     },

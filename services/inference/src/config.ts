@@ -20,11 +20,3 @@ export const InferenceConfigSchema = z.object({
 });
 
 export type InferenceConfig = z.infer<typeof InferenceConfigSchema>;
-
-/**
- * Reads a provider key by the env var name the catalog gives (`api_key_env`). Keys are looked up per call, so a
- * rotated key in the environment of a restarted pod is picked up; they are never logged.
- */
-export function readSecret(name: string): string | undefined {
-  return process.env[name];
-}

@@ -1,36 +1,51 @@
+import type { LiveCatalog } from "@tokenmesh/catalog";
 import { RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { Providers } from "@tokenmesh/providers";
 import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import { Redis } from "ioredis";
-import { CatalogSource } from "./adapters/catalog.source.js";
+import { catalogSource, type RoutingSnapshot } from "./adapters/catalog.source.js";
 import { InferenceClient } from "./adapters/inference.client.js";
-import { ModelStatusCache } from "./adapters/model-status.js";
+import { ModelCaller } from "./adapters/model.caller.js";
+import { ModelReadiness, ModelStatusCache } from "./adapters/model-status.js";
 import { RedisCircuitBreaker } from "./adapters/redis-breaker.js";
 import { RedisResponseCache } from "./adapters/redis-response-cache.js";
-import type { RouterConfig } from "./config.js";
+import { type RouterConfig, readSecret } from "./config.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
+import { routerMetrics } from "./metrics.js";
 
 /** The router app; `host` exposes the bound ports, `breaker`, `cache` and `catalog` are there for tests and ops. */
 export interface RouterApp extends App {
   host: ServiceHost;
-  catalog: CatalogSource;
+  catalog: LiveCatalog<RoutingSnapshot>;
   breaker: RedisCircuitBreaker;
   cache: RedisResponseCache;
 }
 
 /**
- * Wires the router: the catalog (reloaded on change), Redis (breaker state, exact cache), the inference client, the gRPC
+ * Wires the router: the catalog (reloaded on change), Redis (breaker state, exact cache), the remote providers
+ * (in-process, keys read from the env vars the catalog names), the inference client for local models, the gRPC
  * server and the ops port. Nothing touches the network or disk until `start`.
  */
 export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   const { logger, lifecycle } = deps;
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
-  const catalog = new CatalogSource(config.MESH_CONFIG, logger.child({ component: "catalog" }));
+  const catalog = catalogSource(config.MESH_CONFIG, logger.child({ component: "catalog" }));
+  const providers = new Providers({
+    getSecret: readSecret,
+    http: {
+      connectionsPerOrigin: config.ROUTER_UPSTREAM_CONNECTIONS,
+      keepAliveTimeoutMs: config.ROUTER_UPSTREAM_KEEPALIVE_MS,
+      connectTimeoutMs: config.ROUTER_UPSTREAM_CONNECT_TIMEOUT_MS,
+      onExchange: (provider, status, seconds) => routerMetrics.upstreamDuration.observe({ provider, status }, seconds),
+    },
+  });
   const inference = new InferenceClient(config.INFERENCE_ADDR);
-  const status = new ModelStatusCache(() => inference.listModels(1_000), logger);
+  const models = new ModelCaller(providers, inference);
+  const readiness = new ModelReadiness(providers, new ModelStatusCache(() => inference.listModels(1_000), logger));
   const breaker = new RedisCircuitBreaker(
     redis,
-    () => catalog.snapshot.routes.breaker,
+    () => catalog.current.routes.breaker,
     logger,
     config.ROUTER_REDIS_PREFIX,
   );
@@ -43,13 +58,14 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     grpc: { host: config.ROUTER_HOST, port: config.ROUTER_GRPC_PORT },
     ops: { host: config.ROUTER_HOST, port: config.ROUTER_OPS_PORT },
     checks: { redis: () => redis.ping() },
-    info: () => ({ models: catalog.snapshot.catalog.models.length }),
+    info: () => ({ models: catalog.current.catalog.models.length }),
   });
-  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, inference, status, breaker, cache, logger }));
+  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, models, readiness, breaker, cache, logger }));
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
-  // After the gRPC drain: in-flight streams still need inference, the breaker and the cache until they end; quit
-  // lets the cache writes already sent to Redis finish first.
+  // After the gRPC drain: in-flight streams still need the providers, inference, the breaker and the cache until
+  // they end; quit lets the cache writes already sent to Redis finish first.
+  lifecycle.onShutdown("providers: close", ShutdownPhase.CloseConnections, () => providers.close());
   lifecycle.onShutdown("inference: close", ShutdownPhase.CloseConnections, () => inference.close());
   lifecycle.onShutdown("redis: quit", ShutdownPhase.CloseConnections, async () => {
     await redis.quit();
@@ -60,8 +76,7 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     breaker,
     cache,
     async start() {
-      await catalog.load();
-      catalog.watch();
+      await catalog.start();
       await redis.connect();
       await host.start();
     },

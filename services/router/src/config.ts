@@ -13,6 +13,22 @@ export const RouterConfigSchema = z.object({
   MESH_CONFIG: z.string().min(1).default("config/mesh.yaml"),
   /** Prefix of the router's Redis keys (breaker state, exact cache), so deployments or tests can share one Redis. */
   ROUTER_REDIS_PREFIX: z.string().min(1).default("tokenmesh:router:"),
+  /** Most concurrent connections per provider origin; further calls queue in the pool. */
+  ROUTER_UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).default(128),
+  /** How long an idle keep-alive connection to a provider is kept (providers close theirs at ~60 s or later). */
+  ROUTER_UPSTREAM_KEEPALIVE_MS: env.duration(30_000),
+  /** TCP + TLS connect timeout to a provider. The whole call is bounded by the model's `timeout_ms`. */
+  ROUTER_UPSTREAM_CONNECT_TIMEOUT_MS: env.duration(10_000),
 });
 
 export type RouterConfig = z.infer<typeof RouterConfigSchema>;
+
+/**
+ * Reads a provider key by the env var name the catalog gives (`api_key_env`). The names come from the catalog,
+ * which may change on reload, so keys cannot be parsed at start-up: they are looked up per call (a rotated key in a
+ * restarted pod's environment is picked up) and never logged. Empty values count as missing.
+ */
+export function readSecret(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === "" ? undefined : value;
+}

@@ -1,7 +1,11 @@
-import { counter, gauge } from "@tokenmesh/telemetry";
+import { counter, gauge, histogram } from "@tokenmesh/telemetry";
 import type { FallbackObserver } from "./domain/fallback.js";
 
-/** The router's own metrics, defined once (gRPC rate/latency/errors come from the shared server wrapper). */
+/**
+ * The router's own metrics, defined once (gRPC rate/latency/errors come from the shared server wrapper). The
+ * router makes every model call, so it also records the per-call metrics: provider latency, tokens, and the GenAI
+ * client histograms (see ModelCaller).
+ */
 export const routerMetrics = {
   attempts: counter("tokenmesh_router_attempts_total", "Model calls tried by the router, by outcome", [
     "model",
@@ -31,6 +35,19 @@ export const routerMetrics = {
     "Cache lookups that failed (Redis error, timeout or unreadable entry) and were treated as misses",
   ),
   catalogReloads: counter("tokenmesh_router_catalog_reloads_total", "Catalog reloads, by outcome", ["outcome"]),
+  upstreamDuration: histogram(
+    "tokenmesh_router_upstream_duration_seconds",
+    'Provider HTTP exchanges (headers and body), by provider and HTTP status ("error" when no response came)',
+    ["provider", "status"],
+  ),
+  inputTokens: counter("tokenmesh_router_input_tokens_total", "Prompt tokens of the model calls that answered", [
+    "model",
+    "provider",
+  ]),
+  outputTokens: counter("tokenmesh_router_output_tokens_total", "Generated tokens of the model calls that answered", [
+    "model",
+    "provider",
+  ]),
 };
 
 /** The `result` label of `tokenmesh_router_cache_requests_total`. */

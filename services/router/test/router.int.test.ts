@@ -32,8 +32,8 @@ beforeAll(() => {
   trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
 });
 
-const upstream = (id: string, extra = "") =>
-  `  - { id: ${id}, engine: openai, base_url: "http://127.0.0.1:9/v1", upstream_model: ${id}${extra} }`;
+// Local models: the router calls them through the scripted inference below (remote.int.test.ts covers providers).
+const upstream = (id: string, extra = "") => `  - { id: ${id}, engine: local, source: ./${id}.gguf${extra} }`;
 
 function catalogYaml(models: string[]): string {
   return [
@@ -112,8 +112,7 @@ function scriptedInference() {
       return { response: { model: req.model, data: [{ index: 0, values: [0.5, 0.25] }], usage: undefined } };
     },
     async listModels() {
-      const info = (id: string, ready: boolean) =>
-        ModelInfo.fromPartial({ id, engine: "openai", device: "remote", ready });
+      const info = (id: string, ready: boolean) => ModelInfo.fromPartial({ id, engine: "local", device: "cpu", ready });
       return { models: [info("flaky", false), info("backup", true)] };
     },
     async countTokens() {
@@ -176,7 +175,7 @@ describe("router over gRPC", () => {
   it("retries a failing model and then streams, with the route first", async () => {
     const rid = uniqueName("req");
     const msgs = await route("flaky-alias", rid);
-    expect(msgs[0]?.route).toEqual({ model: "flaky", provider: "openai", cacheHit: false, attempts: 3 });
+    expect(msgs[0]?.route).toEqual({ model: "flaky", provider: "local", cacheHit: false, attempts: 3 });
     expect(msgs.slice(1).every((m) => m.chunk !== undefined)).toBe(true);
     expect(text(msgs)).toBe("hello from flaky");
     expect(msgs.at(-1)?.chunk?.usage).toEqual({ inputTokens: 3, outputTokens: 2, cachedTokens: 0 });
@@ -196,7 +195,7 @@ describe("router over gRPC", () => {
       expect(s.kind).toBe(SpanKind.CLIENT);
       expect(s.attributes).toMatchObject({
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
+        "gen_ai.provider.name": "local",
         "gen_ai.request.model": "flaky",
       });
     }
@@ -282,8 +281,8 @@ describe("router over gRPC", () => {
   it("lists catalog models with aliases and tiers", async () => {
     const res = await callUnary(client.listModels.bind(client), {});
     const flaky = res.models.find((m) => m.id === "flaky");
-    expect(flaky).toMatchObject({ engine: "openai", aliases: ["flaky-alias"], tier: "small", ready: false });
-    expect(res.models.find((m) => m.id === "backup")).toMatchObject({ ready: true, device: "remote", tier: "small" });
+    expect(flaky).toMatchObject({ engine: "local", aliases: ["flaky-alias"], tier: "small", ready: false });
+    expect(res.models.find((m) => m.id === "backup")).toMatchObject({ ready: true, device: "cpu", tier: "small" });
     expect(res.models.find((m) => m.id === "embedder")).toMatchObject({ ready: false, tier: "" });
   });
 
@@ -317,7 +316,7 @@ describe("router over gRPC", () => {
       catalogPath,
       catalogYaml([...baseModels.filter((m) => !m.includes("id: slow")), upstream("newcomer")]),
     );
-    await waitFor(() => app.catalog.snapshot.catalog.models.some((m) => m.id === "newcomer"), {
+    await waitFor(() => app.catalog.current.catalog.models.some((m) => m.id === "newcomer"), {
       description: "catalog reload",
     });
     inference.release();

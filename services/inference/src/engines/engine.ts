@@ -26,18 +26,20 @@ export interface TokenCount {
 
 export interface ModelStatus {
   ready: boolean;
-  /** "cpu", "cuda", "vulkan", "metal" or "remote". */
+  /** "cpu", "cuda", "vulkan" or "metal". */
   device: string;
   /** Why the model is not ready (e.g. a missing file, no internet for an hf: source). */
   detail?: string;
 }
 
 /**
- * A way of running models: the local GGUF engine, or an upstream provider. Implementations raise only AppError
- * (with `retryable` and `origin` set) so the router can decide on retries without reading messages.
+ * A way of running local models (the GGUF engine). Implementations raise only AppError (with `retryable` and
+ * `origin` set) so the router can decide on retries without reading messages. Remote providers are not engines of
+ * this service: the router calls them in-process through `@tokenmesh/providers`, whose contract suite this engine
+ * also passes (services/inference/test/provider-contract.int.test.ts).
  */
 export interface Engine {
-  readonly kind: "local" | "openai" | "anthropic";
+  readonly kind: "local";
   /**
    * Streams chunks of deltas (text, tool-call deltas, finish reason per choice). The last chunk carries usage
    * and no choices. A stream that breaks or ends without its provider's terminator throws, never ends normally.
@@ -45,7 +47,7 @@ export interface Engine {
   generate(call: GenerateCall): AsyncIterable<ChatChunk>;
   embed(call: EmbedCall): Promise<EmbedResponse>;
   countTokens(model: ModelEntry, messages: ChatMessage[]): Promise<TokenCount>;
-  /** Prepares a model (loads weights, checks the key env var). Idempotent. */
+  /** Prepares a model (loads its weights). Idempotent. */
   load?(model: ModelEntry): Promise<void>;
   /** Frees a model that left the catalog. */
   unload?(modelId: string): Promise<void>;

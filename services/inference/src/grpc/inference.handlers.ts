@@ -16,8 +16,10 @@ function validateChat(request: ChatRequest | undefined): ChatRequest {
 }
 
 /**
- * InferenceService handlers: resolve the catalog model, run its engine, and record GenAI spans and metrics.
- * Errors are AppErrors from the engines (with retryable/origin set), mapped to gRPC status by the server wrapper.
+ * InferenceService handlers: resolve the local catalog model, run the engine, and record a `chat <model>` span and
+ * the engine's metrics (time to first token as the GenAI server histogram; the router, the client of every model
+ * call, records gen_ai_client_*). Errors are AppErrors from the engine (with retryable/origin set), mapped to gRPC
+ * status by the server wrapper.
  */
 export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof InferenceServiceService> {
   return {
@@ -27,12 +29,11 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
         throw new AppError("INVALID_ARGUMENT", `model "${entry.id}" is an embedding model`, { param: "model" });
       }
       const request = validateChat(req.request);
-      const provider = engine.kind;
       const span = tracer().startSpan(`chat ${entry.id}`, {
-        kind: provider === "local" ? SpanKind.INTERNAL : SpanKind.CLIENT,
+        kind: SpanKind.INTERNAL,
         attributes: {
           "gen_ai.operation.name": "chat",
-          "gen_ai.provider.name": provider === "local" ? "tokenmesh.local" : provider,
+          "gen_ai.provider.name": "tokenmesh.local",
           "gen_ai.request.model": entry.id,
           ...(request.maxTokens !== undefined ? { "gen_ai.request.max_tokens": request.maxTokens } : {}),
           ...(request.temperature !== undefined ? { "gen_ai.request.temperature": request.temperature } : {}),
@@ -40,7 +41,11 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
           ...(request.seed !== undefined ? { "gen_ai.request.seed": request.seed } : {}),
         },
       });
-      const labels = { gen_ai_operation_name: "chat", gen_ai_provider_name: provider, gen_ai_request_model: entry.id };
+      const labels = {
+        gen_ai_operation_name: "chat",
+        gen_ai_provider_name: engine.kind,
+        gen_ai_request_model: entry.id,
+      };
       const started = performance.now();
       let firstAt: number | undefined;
       let code = "OK";
@@ -62,13 +67,11 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
               "gen_ai.usage.output_tokens": outputTokens,
               "gen_ai.response.model": chunk.model || entry.id,
             });
-            genAiMetrics.tokenUsage.observe({ ...labels, gen_ai_token_type: "input" }, inputTokens);
-            genAiMetrics.tokenUsage.observe({ ...labels, gen_ai_token_type: "output" }, outputTokens);
-            metrics.inputTokens.inc({ model: entry.id, provider }, inputTokens);
-            metrics.outputTokens.inc({ model: entry.id, provider }, outputTokens);
+            metrics.inputTokens.inc({ model: entry.id }, inputTokens);
+            metrics.outputTokens.inc({ model: entry.id }, outputTokens);
             const genSeconds = firstAt === undefined ? 0 : (performance.now() - firstAt) / 1000;
             if (outputTokens > 1 && genSeconds > 0) {
-              metrics.tokensPerSecond.observe({ model: entry.id, provider }, (outputTokens - 1) / genSeconds);
+              metrics.tokensPerSecond.observe({ model: entry.id }, (outputTokens - 1) / genSeconds);
             }
           }
           yield { chunk };
@@ -79,11 +82,7 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
         throw err;
       } finally {
         if (ctx.signal.aborted && code === "OK") code = "CANCELLED";
-        metrics.requests.inc({ model: entry.id, provider, operation: "chat", code });
-        genAiMetrics.operationDuration.observe(
-          { ...labels, error_type: code === "OK" ? "" : code },
-          (performance.now() - started) / 1000,
-        );
+        metrics.requests.inc({ model: entry.id, operation: "chat", code });
         span.end();
       }
     },
@@ -99,7 +98,7 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
         request: req.request,
         signal: ctx.signal,
       });
-      metrics.requests.inc({ model: entry.id, provider: engine.kind, operation: "embeddings", code: "OK" });
+      metrics.requests.inc({ model: entry.id, operation: "embeddings", code: "OK" });
       return { response };
     },
 
@@ -113,7 +112,7 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
           contextWindow: entry.context_window,
           maxOutputTokens: entry.max_output_tokens,
           aliases: entry.aliases,
-          ownedBy: entry.owned_by ?? (entry.engine === "local" ? "tokenmesh" : entry.engine),
+          ownedBy: entry.owned_by ?? "tokenmesh",
           tier: entry.tier ?? "",
         })),
       };

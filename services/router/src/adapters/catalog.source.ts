@@ -1,4 +1,4 @@
-import { type Catalog, loadCatalog, watchCatalog } from "@tokenmesh/catalog";
+import { type Catalog, LiveCatalog, type ModelEntry } from "@tokenmesh/catalog";
 import type { Logger } from "@tokenmesh/telemetry";
 import { parseRoutes, type RouteConfig } from "../domain/routes.js";
 import { routerMetrics } from "../metrics.js";
@@ -7,58 +7,26 @@ import { routerMetrics } from "../metrics.js";
 export interface RoutingSnapshot {
   catalog: Catalog;
   routes: RouteConfig;
+  /** The catalog's models by id. */
+  models: ReadonlyMap<string, ModelEntry>;
+}
+
+/** Derives the routing view of a catalog; throws RoutesError when its `routes:` section is invalid. */
+export function routingSnapshot(catalog: Catalog): RoutingSnapshot {
+  return { catalog, routes: parseRoutes(catalog), models: new Map(catalog.models.map((m) => [m.id, m])) };
 }
 
 /**
- * Holds the current catalog and reloads it when the file changes. A reload only swaps the snapshot reference, so
- * requests in flight (streams included) finish on the snapshot they started with. An invalid edit (catalog or
- * `routes:` section) is logged and the previous snapshot stays in force.
+ * The router's live view of the catalog file (MESH_CONFIG): loaded at start (an invalid catalog or `routes:` section
+ * fails start-up), then swapped in one assignment on every valid change, so requests in flight (streams included)
+ * finish on the snapshot they started with. An invalid edit is logged and the previous snapshot stays in force.
+ * Reloads are counted in `tokenmesh_router_catalog_reloads_total` by outcome.
  */
-export class CatalogSource {
-  private current: RoutingSnapshot | undefined;
-  private stopWatching: (() => void) | undefined;
-
-  constructor(
-    private readonly path: string,
-    private readonly logger: Logger,
-  ) {}
-
-  /** Loads the catalog; throws (CatalogError / RoutesError) when it is invalid, so start-up fails loudly. */
-  async load(): Promise<RoutingSnapshot> {
-    const catalog = await loadCatalog(this.path);
-    this.current = { catalog, routes: parseRoutes(catalog) };
-    return this.current;
-  }
-
-  /** Starts watching the file for changes. */
-  watch(): void {
-    this.stopWatching ??= watchCatalog(this.path, {
-      onChange: (catalog) => {
-        try {
-          this.current = { catalog, routes: parseRoutes(catalog) };
-          routerMetrics.catalogReloads.inc({ outcome: "ok" });
-          this.logger.info({ models: catalog.models.length }, "catalog reloaded");
-        } catch (err) {
-          this.rejected(err);
-        }
-      },
-      onError: (err) => this.rejected(err),
-    });
-  }
-
-  /** The snapshot in force. Throws if `load` has not succeeded. */
-  get snapshot(): RoutingSnapshot {
-    if (!this.current) throw new Error("catalog not loaded");
-    return this.current;
-  }
-
-  close(): void {
-    this.stopWatching?.();
-    this.stopWatching = undefined;
-  }
-
-  private rejected(err: unknown): void {
-    routerMetrics.catalogReloads.inc({ outcome: "invalid" });
-    this.logger.error({ err: (err as Error).message }, "catalog change rejected; keeping the previous catalog");
-  }
+export function catalogSource(path: string, logger: Logger): LiveCatalog<RoutingSnapshot> {
+  return new LiveCatalog({
+    path,
+    derive: routingSnapshot,
+    logger,
+    onReload: (outcome) => routerMetrics.catalogReloads.inc({ outcome }),
+  });
 }

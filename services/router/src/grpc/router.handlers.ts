@@ -1,11 +1,12 @@
-import type { ModelEntry } from "@tokenmesh/catalog";
+import type { LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RouteInfo, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
-import type { CatalogSource } from "../adapters/catalog.source.js";
-import type { InferenceCall, InferenceClient } from "../adapters/inference.client.js";
-import type { ModelStatusCache } from "../adapters/model-status.js";
+import type { RoutingSnapshot } from "../adapters/catalog.source.js";
+import type { InferenceCall } from "../adapters/inference.client.js";
+import type { ModelCaller } from "../adapters/model.caller.js";
+import type { ModelReadiness } from "../adapters/model-status.js";
 import { type AnswerRecorder, cacheKey, cacheMode, type ResponseCache } from "../domain/cache.js";
 import {
   type CircuitBreaker,
@@ -18,9 +19,10 @@ import { type ModelKind, resolveModel } from "../domain/resolve.js";
 import { metricsObserver, routerMetrics } from "../metrics.js";
 
 export interface RouterHandlerDeps {
-  catalog: CatalogSource;
-  inference: InferenceClient;
-  status: ModelStatusCache;
+  catalog: Pick<LiveCatalog<RoutingSnapshot>, "current">;
+  /** Runs one attempt of a model: remote providers in-process, local models through inference. */
+  models: Pick<ModelCaller, "generate" | "embed">;
+  readiness: Pick<ModelReadiness, "isReady" | "describe">;
   breaker: CircuitBreaker | undefined;
   /** The exact response cache; without one, `routes.cache` is ignored. */
   cache?: ResponseCache<ChatChunk> | undefined;
@@ -28,22 +30,25 @@ export interface RouterHandlerDeps {
 }
 
 /**
- * RouterService: resolves the requested model (id, alias or `auto`), then calls inference with retries and
- * fallbacks. `Route` sends one RouteInfo right before the first chunk; once a chunk has been sent, a failure ends
+ * RouterService: resolves the requested model (id, alias or `auto`), then calls it with retries and fallbacks: a
+ * remote model through its provider in-process, a local model through inference. `Route` sends one RouteInfo right before the first chunk; once a chunk has been sent, a failure ends
  * the stream with that error (never a silent switch of model mid-answer).
  *
  * With `routes.cache` enabled, `Route` first looks the request up in the exact cache under the resolved model: a
  * hit sends RouteInfo { cacheHit: true, attempts: 0 } and replays the stored chunks (usage on the last one)
- * without calling inference. A miss streams as usual while recording the chunks, and stores them under the model
+ * without calling the model. A miss streams as usual while recording the chunks, and stores them under the model
  * that served only when the stream ended normally (finish reason and usage seen, no error, not cancelled).
  */
 export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterServiceService> {
-  const { catalog, inference, status, breaker, cache, logger } = deps;
+  const { catalog, models, readiness, breaker, cache, logger } = deps;
 
   /** Resolves under the snapshot in force when the request arrived, kept for the whole request. */
   function plan(name: string, kind: ModelKind, ctx: CallContext) {
-    const snapshot = catalog.snapshot;
-    const resolution = resolveModel(snapshot.catalog, snapshot.routes, name, kind, (id) => status.isReady(id));
+    const snapshot = catalog.current;
+    const resolution = resolveModel(snapshot.catalog, snapshot.routes, name, kind, (id) => {
+      const entry = snapshot.models.get(id);
+      return entry !== undefined && readiness.isReady(entry);
+    });
     const byId = new Map(resolution.candidates.map((m) => [m.id, m]));
     const options: FallbackOptions = {
       candidates: resolution.candidates.map((m) => m.id),
@@ -79,7 +84,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
 
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
       const generate: Generator<ChatRequest, ChatChunk> = (id, r, signal) =>
-        inference.generate(model(id), r, { ...call, signal });
+        models.generate(model(id), r, { ...call, signal });
       let recorder: AnswerRecorder<ChatChunk> | undefined;
       for await (const event of streamWithFallback(generate, request, options)) {
         if (event.type === "route") {
@@ -104,30 +109,29 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       const request = required(req.request, "request");
       const { options, model } = plan(request.model, "embedding", ctx);
       const result = await runWithFallback(options, (id, signal) =>
-        inference.embed(model(id), request, { context: req.context, deadline: ctx.deadline, signal }),
+        models.embed(model(id), request, { context: req.context, deadline: ctx.deadline, signal }),
       );
       return { response: result.value, route: routeInfo(model(result.model), result.attempts) };
     },
 
     async listModels() {
-      const snapshot = catalog.snapshot;
-      const live = await status.get();
-      const models: ModelInfo[] = snapshot.catalog.models.map((m) => {
-        const info = live?.get(m.id);
+      const snapshot = catalog.current;
+      const status = await readiness.describe(snapshot.catalog.models);
+      const list: ModelInfo[] = snapshot.catalog.models.map((m) => {
+        const info = status.get(m.id);
         return {
           id: m.id,
           engine: m.engine,
-          device: info?.device ?? (m.engine === "local" ? "" : "remote"),
-          // Unknown (inference unreachable) reads as not ready: callers should not count on it.
+          device: info?.device ?? "",
           ready: info?.ready ?? false,
           contextWindow: m.context_window,
           maxOutputTokens: m.max_output_tokens,
           aliases: m.aliases,
-          ownedBy: m.owned_by ?? info?.ownedBy ?? m.engine,
+          ownedBy: m.owned_by ?? (m.engine === "local" ? "tokenmesh" : m.engine),
           tier: m.tier ?? tierOf(snapshot.routes.tiers, m.id) ?? "",
         };
       });
-      return { models };
+      return { models: list };
     },
   };
 }

@@ -9,7 +9,7 @@ import {
   ResponseFormatType,
   Role,
 } from "@tokenmesh/proto/common/v1/chat";
-import { AppError, isAppError, toAppError } from "@tokenmesh/runtime";
+import { AppError, abortedError, isAppError, raceAbort, sleep, toAppError } from "@tokenmesh/runtime";
 import {
   type ChatWrapper,
   DisposedError,
@@ -186,8 +186,9 @@ export class LocalEngine implements Engine {
       async *[Symbol.asyncIterator]() {
         // The producer runs independently of the consumer and is stopped through `stop` when the consumer leaves.
         const stop = new AbortController();
-        const onAbort = () => stop.abort();
-        if (call.signal.aborted) stop.abort();
+        // The caller's reason travels on, so a deadline stays DEADLINE_EXCEEDED rather than becoming CANCELLED.
+        const onAbort = () => stop.abort(call.signal.reason);
+        if (call.signal.aborted) stop.abort(call.signal.reason);
         else call.signal.addEventListener("abort", onAbort, { once: true });
         const channel = new ChunkChannel<ChatChunk>();
         engine.produce(call, stop.signal, channel).then(
@@ -237,7 +238,7 @@ export class LocalEngine implements Engine {
     const run = loaded.queue.then(async () => {
       const data: EmbedResponse["data"] = [];
       for (const [index, tokens] of tokenized.entries()) {
-        if (call.signal.aborted) throw cancelled();
+        if (call.signal.aborted) throw abortedError(call.signal);
         const embedding = await loaded.context.getEmbeddingFor(tokens);
         data.push({ index, values: normalize(embedding.vector) });
       }
@@ -353,7 +354,7 @@ export class LocalEngine implements Engine {
           break;
         }
       }
-      if (signal.aborted) throw cancelled();
+      if (signal.aborted) throw abortedError(signal);
       if (!stopped) {
         const tail = stops.push(decoder.flush());
         const rest = tail.stopped ? tail.emit : tail.emit + stops.flush();
@@ -515,7 +516,7 @@ export class LocalEngine implements Engine {
     if (loaded.kind === "chat") {
       loaded.pool.close();
       const deadline = Date.now() + (this.opts.unloadDrainMs ?? 30_000);
-      while (loaded.pool.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (loaded.pool.active > 0 && Date.now() < deadline) await sleep(50);
     } else {
       await loaded.queue;
     }
@@ -587,29 +588,6 @@ function normalize(v: readonly number[]): number[] {
   for (const x of v) sum += x * x;
   const norm = Math.sqrt(sum);
   return norm > 0 ? v.map((x) => x / norm) : [...v];
-}
-
-function cancelled(): AppError {
-  return new AppError("CANCELLED", "request cancelled", { retryable: false });
-}
-
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  if (signal.aborted) return Promise.reject(cancelled());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelled());
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 /**

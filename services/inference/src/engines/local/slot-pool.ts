@@ -1,4 +1,4 @@
-import { AppError, ResourceExhaustedError } from "@tokenmesh/runtime";
+import { AppError, abortedError, ResourceExhaustedError } from "@tokenmesh/runtime";
 
 /** Called whenever the number of waiting or busy slots changes. */
 export interface SlotPoolListener {
@@ -55,7 +55,7 @@ export class SlotPool<T> {
   /** Takes a free slot, or waits in FIFO order for one. The caller must `release` it exactly once. */
   acquire(signal: AbortSignal): Promise<T> {
     if (this.closed) return Promise.reject(new AppError("UNAVAILABLE", `model ${this.label} is unloading`));
-    if (signal.aborted) return Promise.reject(cancelled());
+    if (signal.aborted) return Promise.reject(abortedError(signal));
     const slot = this.free.pop();
     if (slot !== undefined) {
       this.busy++;
@@ -82,7 +82,7 @@ export class SlotPool<T> {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
           this.listener?.queueDepth(this.waiters.length);
-          reject(cancelled());
+          reject(abortedError(signal));
         },
       };
       signal.addEventListener("abort", waiter.onAbort, { once: true });
@@ -114,8 +114,4 @@ export class SlotPool<T> {
     }
     this.listener?.queueDepth(0);
   }
-}
-
-function cancelled(): AppError {
-  return new AppError("CANCELLED", "request cancelled", { retryable: false });
 }

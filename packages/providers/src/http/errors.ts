@@ -1,4 +1,4 @@
-import { AppError, isAppError, UpstreamUnavailableError } from "@tokenmesh/runtime";
+import { AppError, UpstreamUnavailableError } from "@tokenmesh/runtime";
 
 /** Response headers as undici gives them. */
 export type HeaderBag = Record<string, string | string[] | undefined>;
@@ -142,16 +142,6 @@ export function errorFromStreamEvent(provider: string, pe: ProviderError): AppEr
   const status =
     (pe.type !== undefined ? STATUS_OF_TYPE[pe.type] : undefined) ?? (pe.code === "rate_limit_exceeded" ? 429 : 500);
   return errorFromStatus(provider, status, {}, pe);
-}
-
-/** The caller aborted (client gone, deadline passed): CANCELLED, or DEADLINE_EXCEEDED when the reason is a timeout. */
-export function abortedError(signal: AbortSignal): AppError {
-  const reason: unknown = signal.reason;
-  if (isAppError(reason)) return reason;
-  if (reason instanceof Error && reason.name === "TimeoutError") {
-    return new AppError("DEADLINE_EXCEEDED", "Request deadline exceeded", { retryable: false, cause: reason });
-  }
-  return new AppError("CANCELLED", "Request cancelled", { retryable: false, cause: reason });
 }
 
 /** The per-attempt `timeout_ms` of the model passed: UNAVAILABLE, retryable (another attempt may be faster). */

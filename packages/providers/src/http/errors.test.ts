@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { abortedError, errorFromStatus, errorFromStreamEvent, parseProviderError, parseRetryAfter } from "./errors.js";
+import { errorFromStatus, errorFromStreamEvent, parseProviderError, parseRetryAfter } from "./errors.js";
 
 describe("parseRetryAfter", () => {
   const now = Date.parse("2025-01-01T00:00:00Z");
@@ -80,16 +80,5 @@ describe("errorFromStreamEvent", () => {
       code: "UNAVAILABLE",
       retryable: true,
     });
-  });
-});
-
-describe("abortedError", () => {
-  it("is CANCELLED for a plain abort and DEADLINE_EXCEEDED for a timeout", () => {
-    const c = new AbortController();
-    c.abort();
-    expect(abortedError(c.signal)).toMatchObject({ code: "CANCELLED", retryable: false });
-    const t = new AbortController();
-    t.abort(new DOMException("late", "TimeoutError"));
-    expect(abortedError(t.signal).code).toBe("DEADLINE_EXCEEDED");
   });
 });

@@ -1,9 +1,9 @@
 import type { OpenAIModelEntry } from "@tokenmesh/catalog";
-import type { ChatChunk, ChatMessage, EmbedResponse, Usage } from "@tokenmesh/proto/common/v1/chat";
-import type { EmbedCall, Engine, GenerateCall } from "../engine.js";
+import type { ChatChunk, ChatDelta, ChatMessage, EmbedResponse, Usage } from "@tokenmesh/proto/common/v1/chat";
+import { estimateMessageTokens, estimateTextTokens } from "@tokenmesh/tokens";
+import type { EmbedCall, GenerateCall, ProviderEngine } from "../engine.js";
 import { nowSeconds, usage, usageChunk } from "../http/chunks.js";
 import { errorFromStreamEvent, malformedError, providerErrorFromJson } from "../http/errors.js";
-import { estimateMessageTokens } from "../http/estimate.js";
 import { readSse } from "../http/sse.js";
 import { UpstreamEngine } from "../http/upstream-engine.js";
 import { joinUrl, requireKey } from "../http/upstream-options.js";
@@ -26,7 +26,7 @@ const PROVIDER = "OpenAI upstream";
  * (estimated only if the provider sent none). A stream that ends without `data: [DONE]` throws UNAVAILABLE.
  * All failures are AppError (see ../http/errors.ts for the status mapping).
  */
-export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements Engine {
+export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements ProviderEngine {
   readonly kind = "openai" as const;
 
   private headers(entry: OpenAIModelEntry, stream: boolean): Record<string, string> {
@@ -46,6 +46,7 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
     const body = JSON.stringify(toOpenAIRequest(entry, call.request, stream));
     const exchange = await this.http.post({
       provider: PROVIDER,
+      kind: this.kind,
       url: joinUrl(entry.base_url, "/chat/completions"),
       headers,
       body,
@@ -58,8 +59,12 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
       if (!stream) {
         const completion = await exchange.json<OpenAIChatCompletion>(PROVIDER);
         const chunk = fromOpenAICompletion(completion, entry.upstream_model, created);
-        const outChars = chunk.choices.reduce((n, c) => n + c.content.length, 0);
-        const u = completion.usage ? mapUsage(completion.usage) : estimatedUsage(call.request.messages, outChars);
+        const u = completion.usage
+          ? mapUsage(completion.usage)
+          : estimatedUsage(
+              call.request.messages,
+              chunk.choices.reduce((n, c) => n + outputTokens(c), 0),
+            );
         // The whole answer and its usage in one chunk: one message per hop instead of two.
         yield { ...chunk, usage: u };
         return;
@@ -69,13 +74,13 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
       let model = entry.upstream_model;
       let at = created;
       let reported: Usage | undefined;
-      let outChars = 0;
+      let outTokens = 0;
       for await (const event of readSse(exchange.chunks())) {
         // Events after [DONE] are read only so the connection ends cleanly and can be reused.
         if (done) continue;
         if (event.data === "[DONE]") {
           done = true;
-          yield usageChunk(id, at, model, reported ?? estimatedUsage(call.request.messages, outChars));
+          yield usageChunk(id, at, model, reported ?? estimatedUsage(call.request.messages, outTokens));
           continue;
         }
         let json: OpenAIChatCompletionChunk;
@@ -92,8 +97,8 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
         if (json.created) at = json.created;
         const chunk = fromOpenAIChunk(json, model, at);
         if (chunk !== undefined) {
-          for (const c of chunk.choices)
-            outChars += c.content.length + c.toolCalls.reduce((n, t) => n + (t.function?.arguments.length ?? 0), 0);
+          // Only needed when the provider sends no usage; cheap enough to keep for every stream.
+          for (const c of chunk.choices) outTokens += outputTokens(c);
           yield chunk;
         }
       }
@@ -111,6 +116,7 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
     const entry = this.entry(call.model);
     const exchange = await this.http.post({
       provider: PROVIDER,
+      kind: this.kind,
       url: joinUrl(entry.base_url, "/embeddings"),
       headers: this.headers(entry, false),
       body: JSON.stringify(toOpenAIEmbedRequest(entry, call.request)),
@@ -127,6 +133,14 @@ export class OpenAIEngine extends UpstreamEngine<OpenAIModelEntry> implements En
   }
 }
 
-function estimatedUsage(messages: ChatMessage[], outChars: number): Usage {
-  return usage(estimateMessageTokens(messages), Math.ceil(outChars / 4), 0);
+/** Usage estimated by `@tokenmesh/tokens`, for providers that send none. */
+function estimatedUsage(messages: ChatMessage[], outTokens: number): Usage {
+  return usage(estimateMessageTokens(messages), outTokens, 0);
+}
+
+/** Estimated tokens of one delta: its text and tool-call arguments. */
+function outputTokens(d: ChatDelta): number {
+  let n = d.content === "" ? 0 : estimateTextTokens(d.content);
+  for (const t of d.toolCalls) if (t.function?.arguments) n += estimateTextTokens(t.function.arguments);
+  return n;
 }

@@ -1,8 +1,6 @@
-import type { AppError } from "@tokenmesh/runtime";
-import { isAppError } from "@tokenmesh/runtime";
+import { type AppError, abortedError, isAppError } from "@tokenmesh/runtime";
 import { Agent, type Dispatcher } from "undici";
 import {
-  abortedError,
   errorFromStatus,
   type HeaderBag,
   malformedError,
@@ -21,15 +19,17 @@ export interface UpstreamHttpClientOptions {
   /** Use this dispatcher instead of creating an Agent (tests, proxies). Not closed by `close()`. */
   dispatcher?: Dispatcher;
   /**
-   * Told when each exchange ends (body read or disposed of): the provider, the HTTP status (or "error" when no
-   * response came) and the seconds it took. Used for the upstream latency metric.
+   * Told when each exchange ends (body read or disposed of): the request's `kind`, the HTTP status (or "error"
+   * when no response came) and the seconds it took. Used for the upstream latency metric; must not throw.
    */
-  onExchange?: (provider: string, status: string, seconds: number) => void;
+  onExchange?: (kind: string, status: string, seconds: number) => void;
 }
 
 export interface UpstreamRequest {
   /** Display name used in error messages, e.g. "OpenAI upstream". */
   provider: string;
+  /** The provider as a metric label, e.g. "openai" (see `onExchange`). */
+  kind: string;
   url: string;
   headers: Record<string, string>;
   /** JSON text. */
@@ -144,7 +144,7 @@ export class UpstreamHttpClient {
       req.signal.removeEventListener("abort", onAbort);
       if (!released) {
         released = true;
-        this.onExchange?.(req.provider, status, (performance.now() - started) / 1000);
+        this.onExchange?.(req.kind, status, (performance.now() - started) / 1000);
       }
     };
     const classify = (err: unknown): AppError => {

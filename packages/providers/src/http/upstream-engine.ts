@@ -1,8 +1,8 @@
 import type { AnthropicModelEntry, ModelEntry, OpenAIModelEntry } from "@tokenmesh/catalog";
 import type { ChatMessage } from "@tokenmesh/proto/common/v1/chat";
 import { AppError } from "@tokenmesh/runtime";
+import { estimateMessageTokens } from "@tokenmesh/tokens";
 import type { ModelStatus, TokenCount } from "../engine.js";
-import { estimateMessageTokens } from "./estimate.js";
 import { UpstreamHttpClient } from "./http-client.js";
 import type { GetSecret } from "./secrets.js";
 import { requireKey, resolveGetSecret, type UpstreamEngineOptions, upstreamStatus } from "./upstream-options.js";
@@ -33,7 +33,7 @@ export abstract class UpstreamEngine<E extends OpenAIModelEntry | AnthropicModel
     return model as E;
   }
 
-  /** Estimated (chars / 4), without a network call: providers' token counts come back with usage. */
+  /** Estimated by `@tokenmesh/tokens`, without a network call: providers' token counts come back with usage. */
   async countTokens(_model: ModelEntry, messages: ChatMessage[]): Promise<TokenCount> {
     return { tokens: estimateMessageTokens(messages), exact: false };
   }

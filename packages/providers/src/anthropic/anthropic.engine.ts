@@ -1,7 +1,7 @@
 import type { AnthropicModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, EmbedResponse } from "@tokenmesh/proto/common/v1/chat";
 import { AppError } from "@tokenmesh/runtime";
-import type { EmbedCall, Engine, GenerateCall } from "../engine.js";
+import type { EmbedCall, GenerateCall, ProviderEngine } from "../engine.js";
 import { nowSeconds, usageChunk } from "../http/chunks.js";
 import { malformedError } from "../http/errors.js";
 import { readSse } from "../http/sse.js";
@@ -19,7 +19,7 @@ const PROVIDER = "Anthropic upstream";
  * events (see AnthropicStreamTranslator). The last chunk carries usage and no choices. A stream that ends before
  * `message_stop` throws UNAVAILABLE; 529 (overloaded) is UNAVAILABLE, retryable. Anthropic has no embeddings.
  */
-export class AnthropicEngine extends UpstreamEngine<AnthropicModelEntry> implements Engine {
+export class AnthropicEngine extends UpstreamEngine<AnthropicModelEntry> implements ProviderEngine {
   readonly kind = "anthropic" as const;
 
   async *generate(call: GenerateCall): AsyncGenerator<ChatChunk> {
@@ -35,6 +35,7 @@ export class AnthropicEngine extends UpstreamEngine<AnthropicModelEntry> impleme
     const body = JSON.stringify(toAnthropicRequest(entry, call.request, stream));
     const exchange = await this.http.post({
       provider: PROVIDER,
+      kind: this.kind,
       url: joinUrl(entry.base_url, "/v1/messages"),
       headers: { ...headers, ...entry.headers },
       body,

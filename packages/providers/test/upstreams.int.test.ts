@@ -1,19 +1,13 @@
 import { type AnthropicModelEntry, ModelEntrySchema, type OpenAIModelEntry } from "@tokenmesh/catalog";
-import {
-  type ChatChunk,
-  ChatRequest,
-  EmbedRequest,
-  FinishReason,
-  Role,
-  ToolChoiceMode,
-} from "@tokenmesh/proto/common/v1/chat";
+import { type ChatChunk, ChatRequest, EmbedRequest, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { AppError } from "@tokenmesh/runtime";
 import { type FakeUpstream, startFakeAnthropic, startFakeOpenAI } from "@tokenmesh/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { AnthropicEngine } from "../src/engines/anthropic/anthropic.engine.js";
-import type { Engine } from "../src/engines/engine.js";
-import { UpstreamHttpClient } from "../src/engines/http/http-client.js";
-import { OpenAIEngine } from "../src/engines/openai/openai.engine.js";
+import { AnthropicEngine, OpenAIEngine, type ProviderEngine, UpstreamHttpClient } from "../src/index.js";
+
+// What the provider contract suite (provider-contract.int.test.ts) does not cover: each provider's wire details
+// (headers, bodies, cached tokens, tool round trips, embeddings), connection reuse, key handling, timeouts,
+// the remaining status mappings and in-stream error events.
 
 const OPENAI_KEY = "sk-test-openai";
 const ANTHROPIC_KEY = "sk-ant-test";
@@ -74,7 +68,7 @@ function chat(text: string, extra: Partial<ChatRequest> = {}): ChatRequest {
 }
 
 async function collect(
-  engine: Engine,
+  engine: ProviderEngine,
   model: OpenAIModelEntry | AnthropicModelEntry,
   request: ChatRequest,
   signal = new AbortController().signal,
@@ -172,34 +166,9 @@ describe("OpenAIEngine", () => {
   });
 
   it("calls the upstream without streaming when the request does not stream", async () => {
-    const chunks = await collect(openai, openAIEntry(), chat("one two", { stream: false }));
-    // The whole answer and its usage travel as one chunk (one message per hop).
-    expect(chunks).toHaveLength(1);
-    expect(chunks[0]?.usage).toBeDefined();
-    const r = fold(chunks);
-    expect(r.content).toBe("one two");
+    const r = fold(await collect(openai, openAIEntry(), chat("one two", { stream: false })));
     expect(r.usage).toEqual({ inputTokens: 4, outputTokens: 2, cachedTokens: 0 });
     expect((fakeOpenAI.requests[0]!.body as Record<string, unknown>).stream).toBeUndefined();
-  });
-
-  it.each([true, false])("returns tool calls with id, name and arguments (stream=%s)", async (stream) => {
-    const request = chat("what is the weather? use get_weather", {
-      stream,
-      tools: [weatherTool],
-      toolChoice: { mode: ToolChoiceMode.TOOL_CHOICE_MODE_AUTO },
-      parallelToolCalls: false,
-    });
-    const r = fold(await collect(openai, openAIEntry(), request));
-    expect(r.finish).toBe(FinishReason.FINISH_REASON_TOOL_CALLS);
-    expect(r.tools).toHaveLength(1);
-    expect(r.tools[0]!.id).toMatch(/^call_/);
-    expect(r.tools[0]!.name).toBe("get_weather");
-    expect(JSON.parse(r.tools[0]!.arguments)).toEqual({ city: "test", unit: "c" });
-    expect(fakeOpenAI.requests[0]!.body).toMatchObject({
-      tool_choice: "auto",
-      parallel_tool_calls: false,
-      tools: [weatherTool],
-    });
   });
 
   it("reports cached prompt tokens", async () => {
@@ -258,34 +227,11 @@ describe("AnthropicEngine", () => {
     });
   });
 
-  it("answers without streaming as one chunk carrying the usage", async () => {
-    const chunks = await collect(anthropic, anthropicEntry(), chat("x y z w", { stream: false, maxTokens: 2 }));
-    expect(chunks).toHaveLength(1);
-    expect(chunks[0]?.usage).toBeDefined();
-    const r = fold(chunks);
+  it("answers without streaming, stopping at max_tokens", async () => {
+    const r = fold(await collect(anthropic, anthropicEntry(), chat("x y z w", { stream: false, maxTokens: 2 })));
     expect(r.content).toBe("x y ");
     expect(r.finish).toBe(FinishReason.FINISH_REASON_LENGTH);
     expect(r.usage).toEqual({ inputTokens: 6, outputTokens: 2, cachedTokens: 0 });
-  });
-
-  it.each([true, false])("maps tool_use to tool calls (stream=%s)", async (stream) => {
-    const request = chat("call a tool please", {
-      stream,
-      tools: [weatherTool],
-      toolChoice: { functionName: "get_weather" },
-    });
-    const r = fold(await collect(anthropic, anthropicEntry(), request));
-    expect(r.finish).toBe(FinishReason.FINISH_REASON_TOOL_CALLS);
-    expect(r.tools).toHaveLength(1);
-    expect(r.tools[0]!.id).toMatch(/^toolu_/);
-    expect(r.tools[0]!.name).toBe("get_weather");
-    expect(JSON.parse(r.tools[0]!.arguments)).toEqual({ city: "test", unit: "c" });
-    expect(fakeAnthropic.requests[0]!.body).toMatchObject({
-      tool_choice: { type: "tool", name: "get_weather" },
-      tools: [
-        { name: "get_weather", description: "Weather for a city", input_schema: weatherTool.function.parameters },
-      ],
-    });
   });
 
   it("sends a tool round trip as tool_use and tool_result blocks and an image as a base64 source", async () => {
@@ -353,16 +299,13 @@ describe("AnthropicEngine", () => {
 });
 
 describe("upstream error mapping", () => {
+  // 400, 401, 429 and 503 are contract cases; these are the other statuses providers answer with.
   const cases: Array<[string, number, string, boolean]> = [
-    ["openai", 400, "INVALID_ARGUMENT", false],
-    ["openai", 401, "PERMISSION_DENIED", false],
+    ["openai", 403, "PERMISSION_DENIED", false],
     ["openai", 404, "NOT_FOUND", false],
     ["openai", 500, "UNAVAILABLE", true],
-    ["openai", 503, "UNAVAILABLE", true],
-    ["anthropic", 400, "INVALID_ARGUMENT", false],
-    ["anthropic", 401, "PERMISSION_DENIED", false],
+    ["anthropic", 404, "NOT_FOUND", false],
     ["anthropic", 500, "UNAVAILABLE", true],
-    ["anthropic", 503, "UNAVAILABLE", true],
     ["anthropic", 529, "UNAVAILABLE", true],
   ];
   it.each(cases)(
@@ -440,52 +383,7 @@ describe("upstream error mapping", () => {
   });
 });
 
-describe("broken streams", () => {
-  it.each([
-    ["openai", true],
-    ["openai", false],
-    ["anthropic", true],
-    ["anthropic", false],
-  ] as const)(
-    "%s: a stream cut before its terminator is an UNAVAILABLE error (stream=%s)",
-    async (provider, stream) => {
-      const [engine, entry, fake] =
-        provider === "openai" ? [openai, openAIEntry(), fakeOpenAI] : [anthropic, anthropicEntry(), fakeAnthropic];
-      fake.setBehavior({ cutAfterChunks: 3 });
-      const seen: ChatChunk[] = [];
-      const err = await failure(
-        (async () => {
-          for await (const c of engine.generate({
-            requestId: "r",
-            model: entry,
-            request: chat("one two three four five six", { stream }),
-            signal: new AbortController().signal,
-          })) {
-            seen.push(c);
-          }
-        })(),
-      );
-      expect(err.code).toBe("UNAVAILABLE");
-      expect(err.retryable).toBe(true);
-      expect(seen.some((c) => c.usage !== undefined)).toBe(false);
-      expect(await fake.requests[0]!.closed).toBe("cut");
-    },
-  );
-
-  it.each(["openai", "anthropic"] as const)(
-    "%s: a stream ended cleanly but without its terminator is an UNAVAILABLE error",
-    async (provider) => {
-      const [engine, entry, fake] =
-        provider === "openai" ? [openai, openAIEntry(), fakeOpenAI] : [anthropic, anthropicEntry(), fakeAnthropic];
-      // Everything but the terminator: the finish reason has arrived, yet the stream is still incomplete.
-      fake.setBehavior({ truncateAfterChunks: provider === "openai" ? 5 : 8 });
-      const err = await failure(collect(engine, entry, chat("one two three", { stream: true })));
-      expect(err.code).toBe("UNAVAILABLE");
-      expect(err.message).toMatch(/stream ended before/);
-      expect(await fake.requests[0]!.closed).toBe("finished");
-    },
-  );
-
+describe("in-stream errors and early exits", () => {
   it("maps an Anthropic in-stream overloaded error to UNAVAILABLE", async () => {
     fakeAnthropic.setBehavior({ streamErrorAfterChunks: 3 });
     const err = await failure(collect(anthropic, anthropicEntry(), chat("one two three", { stream: true })));
@@ -499,29 +397,6 @@ describe("broken streams", () => {
     const err = await failure(collect(openai, openAIEntry(), chat("one two three", { stream: true })));
     expect(err.code).toBe("UNAVAILABLE");
     expect(err.retryable).toBe(true);
-  });
-
-  it.each(["openai", "anthropic"] as const)("%s: aborting the call cancels the upstream request", async (provider) => {
-    const [engine, entry, fake] =
-      provider === "openai" ? [openai, openAIEntry(), fakeOpenAI] : [anthropic, anthropicEntry(), fakeAnthropic];
-    fake.setBehavior({ chunkDelayMs: 50 });
-    const controller = new AbortController();
-    const seen: ChatChunk[] = [];
-    const err = await failure(
-      (async () => {
-        for await (const c of engine.generate({
-          requestId: "r",
-          model: entry,
-          request: chat("a b c d e f g h i j k l", { stream: true }),
-          signal: controller.signal,
-        })) {
-          seen.push(c);
-          if (seen.length === 2) controller.abort();
-        }
-      })(),
-    );
-    expect(err.code).toBe("CANCELLED");
-    expect(await fake.requests[0]!.closed).toBe("aborted");
   });
 
   it("closes the upstream request when the consumer stops reading", async () => {

@@ -1,0 +1,226 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { context, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { type ChatChunk, ChatRequest } from "@tokenmesh/proto/common/v1/chat";
+import { type RouteResponse, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
+import { callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
+import { createLogger, SpanKind } from "@tokenmesh/telemetry";
+import { type FakeUpstream, freePort, startFakeAnthropic, startFakeOpenAI, uniqueName } from "@tokenmesh/testing";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { createApp, type RouterApp } from "../src/app.js";
+import { RouterConfigSchema } from "../src/config.js";
+
+// Remote models are called by the router in-process (no inference hop): here no inference runs at all.
+
+const logger = createLogger({ service: "router-remote-test", level: "silent" });
+const spans = new InMemorySpanExporter();
+const OPENAI_KEY = "sk-router-openai";
+const ANTHROPIC_KEY = "sk-router-anthropic";
+
+function catalogYaml(openai: string, anthropic: string): string {
+  const gpt = (id: string, model: string, extra = "") =>
+    `  - { id: ${id}, engine: openai, base_url: "${openai}", api_key_env: ROUTER_TEST_OPENAI_KEY, upstream_model: "${model}"${extra} }`;
+  return [
+    "models:",
+    gpt("gpt", "gpt-up", ", tier: small"),
+    gpt("gpt-down", "gpt-up+error-503", ", fallbacks: [claude]"),
+    gpt("gpt-limited", "gpt-up+error-429+retry-30", ", fallbacks: [gpt]"),
+    gpt("gpt-nokey", "gpt-up", ", tier: small").replace("ROUTER_TEST_OPENAI_KEY", "ROUTER_TEST_UNSET_KEY"),
+    gpt("gpt-embed", "embed-up", ", kind: embedding"),
+    `  - { id: claude, engine: anthropic, base_url: "${anthropic}", api_key_env: ROUTER_TEST_ANTHROPIC_KEY, upstream_model: claude-up }`,
+    "  - { id: local-only, engine: local, source: ./missing.gguf }",
+    "routes:",
+    "  auto: { default_tier: small, tiers: { small: [gpt-nokey, gpt] } }",
+    "  retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }",
+    "",
+  ].join("\n");
+}
+
+describe("router calling remote providers in-process", () => {
+  let dir: string;
+  let openai: FakeUpstream;
+  let anthropic: FakeUpstream;
+  let app: RouterApp;
+  let client: RouterServiceClient;
+
+  beforeAll(async () => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+    process.env.ROUTER_TEST_OPENAI_KEY = OPENAI_KEY;
+    process.env.ROUTER_TEST_ANTHROPIC_KEY = ANTHROPIC_KEY;
+    openai = await startFakeOpenAI({ apiKey: OPENAI_KEY });
+    anthropic = await startFakeAnthropic({ apiKey: ANTHROPIC_KEY });
+    dir = await mkdtemp(join(tmpdir(), "router-remote-"));
+    const catalogPath = join(dir, "mesh.yaml");
+    await writeFile(catalogPath, catalogYaml(openai.url, anthropic.url));
+    const config = RouterConfigSchema.parse({
+      LOG_LEVEL: "silent",
+      REDIS_URL: inject("redisUrl"),
+      // Nothing listens there: remote models must not need inference.
+      INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
+      ROUTER_HOST: "127.0.0.1",
+      ROUTER_GRPC_PORT: "0",
+      ROUTER_OPS_PORT: "0",
+      MESH_CONFIG: catalogPath,
+      ROUTER_REDIS_PREFIX: `${uniqueName("router-remote")}:`,
+    });
+    app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
+    await app.start();
+    client = createGrpcClient(RouterServiceClient, `127.0.0.1:${app.host.grpcPort}`);
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await app?.stop();
+    await openai?.close();
+    await anthropic?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  beforeEach(() => {
+    openai.reset();
+    anthropic.reset();
+    spans.reset();
+  });
+
+  const ctx = () => ({ requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 });
+
+  async function route(model: string, content = "hello remote world", stream = true): Promise<RouteResponse[]> {
+    const out: RouteResponse[] = [];
+    for await (const msg of callStream(client.route.bind(client), {
+      context: ctx(),
+      request: ChatRequest.fromPartial({ model, stream, messages: [{ role: 2, content }], maxTokens: 32 }),
+    }))
+      out.push(msg);
+    return out;
+  }
+  const text = (msgs: RouteResponse[]) => msgs.flatMap((m) => m.chunk?.choices.map((c) => c.content) ?? []).join("");
+
+  it("streams a remote model's answer with one CLIENT span per attempt and no call to inference", async () => {
+    const msgs = await route("gpt");
+    expect(msgs[0]?.route).toEqual({ model: "gpt", provider: "openai", cacheHit: false, attempts: 1 });
+    expect(text(msgs)).toBe("hello remote world");
+    expect(msgs.at(-1)?.chunk?.usage).toEqual({ inputTokens: 3, outputTokens: 3, cachedTokens: 0 });
+    expect(openai.requests).toHaveLength(1);
+    expect(openai.requests[0]!.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
+
+    const finished = spans.getFinishedSpans();
+    const chat = finished.filter((s) => s.name === "chat gpt");
+    expect(chat).toHaveLength(1);
+    expect(chat[0]!.kind).toBe(SpanKind.CLIENT);
+    expect(chat[0]!.attributes).toMatchObject({
+      "gen_ai.operation.name": "chat",
+      "gen_ai.provider.name": "openai",
+      "gen_ai.request.model": "gpt",
+      "gen_ai.response.model": "gpt-up",
+      "gen_ai.usage.input_tokens": 3,
+      "gen_ai.usage.output_tokens": 3,
+    });
+    expect(finished.some((s) => s.name.includes("InferenceService"))).toBe(false);
+  });
+
+  it("answers a non-streamed request from Anthropic as one chunk carrying usage", async () => {
+    const msgs = await route("claude", "one two", false);
+    expect(msgs[0]?.route).toMatchObject({ model: "claude", provider: "anthropic" });
+    const chunks = msgs.flatMap((m) => (m.chunk ? [m.chunk] : [])) as ChatChunk[];
+    expect(chunks).toHaveLength(1);
+    expect(text(msgs)).toBe("one two");
+    expect(chunks[0]!.usage?.outputTokens).toBe(2);
+    expect(anthropic.requests[0]!.headers["x-api-key"]).toBe(ANTHROPIC_KEY);
+  });
+
+  it("moves from a remote model that answers 503 straight to its fallback", async () => {
+    const msgs = await route("gpt-down");
+    expect(msgs[0]?.route).toMatchObject({ model: "claude", provider: "anthropic", attempts: 2 });
+    expect(text(msgs)).toBe("hello remote world");
+    // The last candidate is retried in place; a model with a fallback moves on at once on UNAVAILABLE.
+    expect(openai.requests).toHaveLength(1);
+    expect(anthropic.requests).toHaveLength(1);
+    const failed = spans.getFinishedSpans().find((s) => s.name === "chat gpt-down");
+    expect(failed?.attributes["error.type"]).toBe("UNAVAILABLE");
+  });
+
+  it("moves past a rate-limited model whose Retry-After is longer than the retry budget", async () => {
+    const msgs = await route("gpt-limited");
+    expect(msgs[0]?.route).toMatchObject({ model: "gpt", attempts: 2 });
+    expect(openai.requests.map((r) => (r.body as { model: string }).model)).toEqual([
+      "gpt-up+error-429+retry-30",
+      "gpt-up",
+    ]);
+  });
+
+  it("reports remote readiness from the key env var in-process, while inference is unreachable", async () => {
+    const { models } = await callUnary(client.listModels.bind(client), {});
+    const byId = new Map(models.map((m) => [m.id, m]));
+    expect(byId.get("gpt")).toMatchObject({ engine: "openai", device: "remote", ready: true });
+    expect(byId.get("claude")).toMatchObject({ engine: "anthropic", device: "remote", ready: true });
+    expect(byId.get("gpt-nokey")).toMatchObject({ device: "remote", ready: false });
+    expect(byId.get("local-only")).toMatchObject({ engine: "local", ready: false });
+    // auto skips the tier's first member, whose key is missing.
+    const msgs = await route("auto");
+    expect(msgs[0]?.route?.model).toBe("gpt");
+  });
+
+  it("refuses a remote model without its key as FAILED_PRECONDITION, naming the variable, without calling out", async () => {
+    await expect(route("gpt-nokey")).rejects.toMatchObject({
+      code: "FAILED_PRECONDITION",
+      message: expect.stringContaining("ROUTER_TEST_UNSET_KEY"),
+    });
+    expect(openai.requests).toHaveLength(0);
+  });
+
+  it("aborts the upstream request when the client cancels the stream", async () => {
+    openai.setBehavior({ chunkDelayMs: 50 });
+    const ac = new AbortController();
+    const seen: RouteResponse[] = [];
+    const err = await (async () => {
+      for await (const msg of callStream(
+        client.route.bind(client),
+        {
+          context: ctx(),
+          request: ChatRequest.fromPartial({
+            model: "gpt",
+            stream: true,
+            messages: [{ role: 2, content: "a b c d e f g h i j k l m n o p" }],
+          }),
+        },
+        { signal: ac.signal },
+      )) {
+        seen.push(msg);
+        if (msg.chunk !== undefined) ac.abort();
+      }
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "CANCELLED" });
+    expect(await openai.requests[0]!.closed).toBe("aborted");
+  });
+
+  it("embeds through a remote provider", async () => {
+    const res = await callUnary(client.embed.bind(client), {
+      context: ctx(),
+      request: { model: "gpt-embed", input: ["alpha", "beta"], user: "" },
+    });
+    expect(res.route).toMatchObject({ model: "gpt-embed", provider: "openai", attempts: 1 });
+    expect(res.response?.data).toHaveLength(2);
+    expect(openai.requests[0]!.path).toBe("/v1/embeddings");
+    const span = spans.getFinishedSpans().find((s) => s.name === "embeddings gpt-embed");
+    expect(span?.attributes["gen_ai.usage.input_tokens"]).toBe(2);
+  });
+
+  it("exports the per-call metrics of remote calls", async () => {
+    await route("gpt");
+    const body = await (await fetch(`http://127.0.0.1:${app.host.opsPort}/metrics`)).text();
+    expect(body).toMatch(/tokenmesh_router_upstream_duration_seconds_count\{provider="openai",status="200"\} [1-9]/);
+    expect(body).toMatch(/tokenmesh_router_upstream_duration_seconds_count\{provider="openai",status="503"\} [1-9]/);
+    expect(body).toMatch(/tokenmesh_router_input_tokens_total\{model="gpt",provider="openai"\} [1-9]/);
+    expect(body).toMatch(/tokenmesh_router_output_tokens_total\{model="gpt",provider="openai"\} [1-9]/);
+    expect(body).toMatch(
+      /gen_ai_server_time_to_first_token_seconds_count\{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt"\} [1-9]/,
+    );
+    expect(body).toMatch(
+      /gen_ai_client_operation_duration_seconds_count\{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-down",error_type="UNAVAILABLE"\} [1-9]/,
+    );
+  });
+});
