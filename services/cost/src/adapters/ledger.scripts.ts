@@ -69,20 +69,53 @@ while i + 12 <= #ARGV do
   local rid, resId, day, month, model = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local costStr = ARGV[i + 5]
   local cost = tonumber(costStr)
+  local inT, outT, cachedT = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
   local counts = { { 'i', ARGV[i + 6] }, { 'o', ARGV[i + 7] }, { 'k', ARGV[i + 8] }, { 'e', ARGV[i + 9] }, { 'c', costStr } }
   local ids = { ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], model }
   i = i + 13
-  if redis.call('SET', P .. 'seen:' .. rid, '1', 'NX', 'EX', seenTtl) then
+  local seenKey = P .. 'seen:' .. rid
+  local prev = redis.call('GET', seenKey)
+  local counted = false
+  local first = false
+  if not prev then
+    counted = true
+    first = true
+  else
+    -- The same request reported again (the gateway's event and the router's, in either order): only what this
+    -- report adds over the largest counts seen so far is billed, and the request is not counted twice.
+    local pi, po, pk, pc = string.match(prev, '^(%d+)|(%d+)|(%d+)|(%d+)$')
+    if pi then
+      local di = math.max(inT - tonumber(pi), 0)
+      local dO = math.max(outT - tonumber(po), 0)
+      local dk = math.max(cachedT - tonumber(pk), 0)
+      local dc = math.max(cost - tonumber(pc), 0)
+      if di + dO + dk + dc > 0 then
+        counted = true
+        inT, outT, cachedT, cost = math.max(inT, tonumber(pi)), math.max(outT, tonumber(po)),
+          math.max(cachedT, tonumber(pk)), math.max(cost, tonumber(pc))
+        costStr = string.format('%d', dc)
+        counts = { { 'i', string.format('%d', di) }, { 'o', string.format('%d', dO) }, { 'k', string.format('%d', dk) },
+          { 'c', costStr } }
+        cost = dc
+      end
+    end
+  end
+  if counted then
+    redis.call('SET', seenKey, string.format('%d|%d|%d|%d', inT, outT, cachedT,
+      first and cost or (cost + tonumber(string.match(prev, '|(%d+)$')))), 'EX', seenTtl)
     if resId ~= '' then settle(P, resId) end
     for s = 1, 4 do
       if ids[s] ~= '' then
         local h = P .. 'u:' .. scopes[s] .. ':' .. ids[s] .. ':' .. day
         local f = model .. '|'
-        -- 1 means this model's first request in that hash (or the hash is new): (re)arm its retention.
-        if redis.call('HINCRBY', h, f .. 'r', 1) == 1 then redis.call('EXPIRE', h, ledgerTtl) end
+        if first then
+          -- 1 means this model's first request in that hash (or the hash is new): (re)arm its retention.
+          if redis.call('HINCRBY', h, f .. 'r', 1) == 1 then redis.call('EXPIRE', h, ledgerTtl) end
+        end
         for _, c in ipairs(counts) do
           if c[2] ~= '0' then redis.call('HINCRBY', h, f .. c[1], c[2]) end
         end
+        if not first and redis.call('TTL', h) < 0 then redis.call('EXPIRE', h, ledgerTtl) end
       end
     end
     local alerts = {}
