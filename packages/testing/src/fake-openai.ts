@@ -13,6 +13,7 @@
  * - `stop` and `max_tokens` are honoured (finish_reason "stop" / "length").
  * - embeddings: unit vectors derived from a hash of each input (8 dimensions unless `dimensions` is asked),
  *   as floats or base64 per `encoding_format`.
+ * - moderations: one result per input, flagged for the behaviour's `moderationFlags` (nothing by default).
  *
  * Behaviours (failures, slowness, cuts) are set for the whole server (`setBehavior`), and per request, which wins:
  * by `+directives` after the model name (`gpt-4o+slow-20+cut-3`, see {@link parseModelDirectives}) or by an
@@ -55,6 +56,8 @@ export interface FakeBehavior {
   cachedTokens?: number;
   /** Anthropic only: prompt tokens reported as written to the cache (cache_creation_input_tokens). */
   cacheWriteTokens?: number;
+  /** OpenAI `/moderations` only: the categories every input is flagged for (unset or empty: none). */
+  moderationFlags?: string[];
 }
 
 /** One request a fake upstream received. */
@@ -523,6 +526,7 @@ async function handleOpenAI(ctx: FakeContext, b: FakeBehavior, apiKey: string | 
   }
   if (path.endsWith("/embeddings")) return openAIEmbeddings(ctx, body, model);
   if (path.endsWith("/chat/completions")) return openAIChat(ctx, b, body, model);
+  if (path.endsWith("/moderations")) return openAIModerations(ctx, b, body, model);
   return sendOpenAIError(res, 404, { errorMessage: `Unknown path ${path}` });
 }
 
@@ -547,6 +551,43 @@ async function openAIEmbeddings(ctx: FakeContext, body: Record<string, unknown>,
   });
   ctx.res.writeHead(200, { "content-type": "application/json" });
   ctx.res.end(JSON.stringify({ object: "list", data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } }));
+}
+
+/** OpenAI's moderation categories (omni-moderation), each reported true or false in every result. */
+const MODERATION_CATEGORIES = [
+  "harassment",
+  "harassment/threatening",
+  "hate",
+  "hate/threatening",
+  "illicit",
+  "illicit/violent",
+  "self-harm",
+  "self-harm/intent",
+  "self-harm/instructions",
+  "sexual",
+  "sexual/minors",
+  "violence",
+  "violence/graphic",
+];
+
+async function openAIModerations(
+  ctx: FakeContext,
+  b: FakeBehavior,
+  body: Record<string, unknown>,
+  model: string,
+): Promise<void> {
+  const inputs = typeof body.input === "string" ? [body.input] : Array.isArray(body.input) ? body.input : [];
+  const flags = new Set(b.moderationFlags ?? []);
+  const names = [...new Set([...MODERATION_CATEGORIES, ...flags])];
+  const results = inputs.map(() => ({
+    flagged: flags.size > 0,
+    categories: Object.fromEntries(names.map((c) => [c, flags.has(c)])),
+    category_scores: Object.fromEntries(names.map((c) => [c, flags.has(c) ? 0.97 : 0.0001])),
+  }));
+  ctx.res.writeHead(200, { "content-type": "application/json" });
+  ctx.res.end(
+    JSON.stringify({ id: `modr-fake${(++callSeq).toString(36)}`, model: model || "omni-moderation-latest", results }),
+  );
 }
 
 async function openAIChat(
