@@ -41,6 +41,8 @@ const GUARD = `
   policies:
     strict:
       secrets: { action: block }
+  teams:
+    secure-team: strict
 `;
 
 const logger = createLogger({ service: "guard-test", level: "silent" });
@@ -182,6 +184,16 @@ describe("guard over gRPC", () => {
     expect((err as AppError).code).toBe("INVALID_ARGUMENT");
   });
 
+  it("applies a team's policy when the request names none", async () => {
+    const res = await checkRaw({
+      context: RequestContext.fromPartial({ requestId: uniqueName("req"), keyId: "key-test", team: "secure-team" }),
+      model: "test-model",
+      messages: [ChatMessage.fromPartial({ role: Role.ROLE_USER, content: `key ${AWS_KEY}` })],
+      policy: "",
+    });
+    expect(res).toMatchObject({ action: Action.ACTION_BLOCK, ruleIds: ["secret.aws_access_key"] });
+  });
+
   it("redacts a secret split across stream fragments and publishes one output decision at the end", async () => {
     const requestId = uniqueName("req");
     const text = `Your key is ${AWS_KEY} and the other is ${OPENAI_KEY}.`;
@@ -281,8 +293,13 @@ describe("guard over gRPC", () => {
         description: "new policy in force",
       },
     );
+    const invalidReloads = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${app.host.opsPort}/metrics`)).text();
+      return Number(/tokenmesh_guard_policy_reloads_total\{result="invalid"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await invalidReloads();
     await writeFile(configPath, catalog("  max_input_tokens: -3\n"));
-    await new Promise((r) => setTimeout(r, 600));
+    await waitFor(async () => (await invalidReloads()) > before, { description: "invalid edit rejected" });
     const res = await check(uniqueName("req"), ["hello there"]);
     expect(res.ruleIds).toEqual(["length.max_input_tokens"]);
   });
