@@ -16,7 +16,7 @@ export default defineConfig({
       {
         test: {
           name: "integration",
-          include: ["{packages,services}/*/test/**/*.int.test.ts"],
+          include: ["{packages,services}/*/test/**/*.int.test.ts", "scripts/test/**/*.int.test.ts"],
           globalSetup: infra,
           testTimeout: 60_000,
           hookTimeout: 60_000,

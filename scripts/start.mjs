@@ -3,13 +3,15 @@
 // 1. builds when any service has no dist/ yet; 2. writes the tiny test models when missing;
 // 3. uses NATS and Redis at NATS_URL / REDIS_URL (defaults on 127.0.0.1), starting local nats-server /
 //    redis-server when nothing answers and the binaries exist; 4. starts the five services;
-// 5. prints the gateway URLs, the admin key and the models. Ctrl-C stops everything cleanly.
-import { spawn, spawnSync } from "node:child_process";
+// 5. prints the gateway URLs, the admin key and the models. A child that exits on its own is restarted with backoff
+// (scripts/supervisor.mjs); Ctrl-C or SIGTERM stops everything cleanly.
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createSupervisor } from "./supervisor.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const state = join(root, ".tokenmesh");
@@ -20,12 +22,14 @@ const REDIS_URL = env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const MESH_CONFIG = resolve(env.MESH_CONFIG ?? join(root, "config/mesh.yaml"));
 const HTTP_PORT = env.GATEWAY_HTTP_PORT ?? "8080";
 const GRPC_PORT = env.GATEWAY_GRPC_PORT ?? "50051";
-const children = [];
-let stopping = false;
 
 function log(msg) {
   process.stdout.write(`[tokenmesh] ${msg}\n`);
 }
+
+// Every child (the services, and nats-server / redis-server when started here) is restarted with backoff when it
+// exits on its own; services (tier 1) stop before the NATS and Redis (tier 0) they drain and flush into.
+const supervisor = createSupervisor({ log });
 
 function which(bin) {
   for (const dir of [...(env.PATH ?? "").split(":"), "/usr/sbin", "/usr/bin", "/usr/local/bin"]) {
@@ -58,30 +62,6 @@ async function waitReachable(url, ms) {
   return false;
 }
 
-function run(name, cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env, ...opts });
-  const prefix = `${name.padEnd(9)}| `;
-  const pipe = (stream, out) => {
-    let buf = "";
-    stream.on("data", (d) => {
-      buf += d.toString();
-      const lines = buf.split("\n");
-      buf = lines.pop();
-      for (const l of lines) out.write(prefix + l + "\n");
-    });
-  };
-  pipe(child.stdout, process.stdout);
-  pipe(child.stderr, process.stderr);
-  child.on("exit", (code, signal) => {
-    if (!stopping) {
-      log(`${name} exited (${code ?? signal}); stopping the mesh`);
-      void stop(1);
-    }
-  });
-  children.push({ name, child });
-  return child;
-}
-
 async function ensureInfra(kind, url, bin, args) {
   if (await reachable(url)) {
     log(`${kind}: using ${url}`);
@@ -96,7 +76,7 @@ async function ensureInfra(kind, url, bin, args) {
     process.exit(1);
   }
   log(`${kind}: starting ${bin} for ${url}`);
-  run(bin, path, args(new URL(url)));
+  supervisor.start({ name: bin, cmd: path, args: args(new URL(url)), env, tier: 0 });
   if (!(await waitReachable(url, 10_000))) {
     log(`${bin} did not start; see its output above`);
     await stop(1);
@@ -104,30 +84,13 @@ async function ensureInfra(kind, url, bin, args) {
 }
 
 async function stop(code) {
-  if (stopping) return;
-  stopping = true;
+  if (supervisor.stopping) return;
   log("stopping…");
-  // Services first (they drain and flush events), then NATS and Redis.
-  const services = children.filter((c) => !["nats-server", "redis-server"].includes(c.name));
-  const infra = children.filter((c) => ["nats-server", "redis-server"].includes(c.name));
-  for (const group of [services, infra]) {
-    await Promise.all(
-      group.map(
-        ({ child }) =>
-          new Promise((res) => {
-            if (child.exitCode !== null || child.signalCode !== null) return res();
-            child.once("exit", res);
-            child.kill("SIGTERM");
-            setTimeout(() => child.kill("SIGKILL"), 8_000).unref();
-          }),
-      ),
-    );
-  }
+  await supervisor.stop();
   process.exit(code);
 }
 
-process.on("SIGINT", () => void stop(0));
-process.on("SIGTERM", () => void stop(0));
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => void stop(0));
 
 const services = ["inference", "guard", "router", "cost", "gateway"];
 if (services.some((s) => !existsSync(join(root, "services", s, "dist/main.js")))) {
@@ -186,28 +149,26 @@ Object.assign(env, {
 });
 
 const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];
-for (const s of services) run(s, node[0], node.slice(1), { cwd: join(root, "services", s) });
+const readyUrls = {
+  inference: "http://127.0.0.1:9104/readyz",
+  guard: "http://127.0.0.1:9102/readyz",
+  router: "http://127.0.0.1:9103/readyz",
+  cost: "http://127.0.0.1:9105/readyz",
+  gateway: `http://127.0.0.1:${HTTP_PORT}/readyz`,
+};
+for (const s of services) {
+  const cwd = join(root, "services", s);
+  supervisor.start({ name: s, cmd: node[0], args: node.slice(1), cwd, env, tier: 1, readyUrl: readyUrls[s] });
+}
 
 const ready = await Promise.all(
-  [
-    ["inference", "http://127.0.0.1:9104/readyz"],
-    ["guard", "http://127.0.0.1:9102/readyz"],
-    ["router", "http://127.0.0.1:9103/readyz"],
-    ["cost", "http://127.0.0.1:9105/readyz"],
-    ["gateway", `http://127.0.0.1:${HTTP_PORT}/readyz`],
-  ].map(async ([name, url]) => {
-    const until = Date.now() + 60_000;
-    while (Date.now() < until && !stopping) {
-      try {
-        if ((await fetch(url)).ok) return true;
-      } catch {}
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    log(`${name} is not ready at ${url}`);
+  services.map(async (name) => {
+    if (await supervisor.waitReady(name, 60_000)) return true;
+    if (!supervisor.stopping) log(`${name} is not ready at ${readyUrls[name]}`);
     return false;
   }),
 );
-if (stopping) await new Promise(() => {});
+if (supervisor.stopping) await new Promise(() => {});
 let modelList = "";
 try {
   const res = await fetch(`http://127.0.0.1:${HTTP_PORT}/v1/models`, {
@@ -221,4 +182,4 @@ log(`  gRPC GatewayService:      127.0.0.1:${GRPC_PORT}`);
 log(`  admin key:                ${adminKey}   (also in .tokenmesh/admin-key unless TOKENMESH_ADMIN_KEY is set)`);
 log(`  models:                   ${modelList || "see GET /v1/models"}`);
 log(`  catalog:                  ${MESH_CONFIG}`);
-log("Ctrl-C stops everything.");
+log("A service that exits is restarted with backoff. Ctrl-C stops everything.");
