@@ -196,6 +196,8 @@ export class InProcessGuard implements Guard {
         keep(r);
         const response = released.get(index) ?? "";
         released.delete(index);
+        // A choice without text (tool calls only) has nothing for a guard model to judge.
+        if (response === "") return { text: r.text, blocked: false, ruleIds: r.ruleIds };
         const messages = this.conversations.get(ctx) ?? [];
         const v = await this.deepCheck(ctx, policy.name, deep, { stage: "output", messages, response, index }, signal);
         return v.block
