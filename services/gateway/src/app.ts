@@ -17,9 +17,10 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { BudgetView } from "./adapters/budget-view.js";
 import { GrpcCost } from "./adapters/cost.client.js";
-import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
-import { guardDecisionSink } from "./adapters/guard-decision.publisher.js";
 import { InProcessGuard } from "./adapters/guard.in-process.js";
+import { guardDecisionSink } from "./adapters/guard-decision.publisher.js";
+import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
+import { RedisHardScopes } from "./adapters/hard-scopes.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
 import { RedisOutboxJournal } from "./adapters/redis-outbox-journal.js";
@@ -73,19 +74,28 @@ export function createApp(
   });
   const router = new GrpcRouter(config.ROUTER_ADDR);
   const cost = new GrpcCost(config.COST_ADDR);
-  const budgets = new BudgetView(redis, logger, async (scope, id, period) => {
+  const listHardScopes = async () => {
     const client = cost.client;
-    const res = await callUnary(
-      client.getBudget.bind(client),
-      {
-        scope: SCOPE_OF[scope] ?? Scope.SCOPE_UNSPECIFIED,
-        id,
-        period: period === "day" ? Period.PERIOD_DAY : Period.PERIOD_MONTH,
-      },
-      { deadlineMs: 2_000 },
-    );
-    return res.found && res.budget !== undefined && res.spentUsd >= res.budget.limitUsd;
-  });
+    return (await callUnary(client.listHardScopes.bind(client), {}, { deadlineMs: 5_000 })).scopes;
+  };
+  const budgets = new BudgetView(
+    new RedisHardScopes(redis, logger),
+    listHardScopes,
+    logger,
+    async (scope, id, period) => {
+      const client = cost.client;
+      const res = await callUnary(
+        client.getBudget.bind(client),
+        {
+          scope: SCOPE_OF[scope] ?? Scope.SCOPE_UNSPECIFIED,
+          id,
+          period: period === "day" ? Period.PERIOD_DAY : Period.PERIOD_MONTH,
+        },
+        { deadlineMs: 2_000 },
+      );
+      return res.found && res.budget !== undefined && res.spentUsd >= res.budget.limitUsd;
+    },
+  );
   let publisher: EventPublisher | undefined;
   let usageSink: JetStreamUsageSink | undefined;
   let recoverTimer: NodeJS.Timeout | undefined;
@@ -146,7 +156,12 @@ export function createApp(
   registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);
   registerOpenAIRoutes(http, { flow, router });
-  registerAdminRoutes(http, { keys, adminKeyHash, cost, onBudgetSet: (scope, id) => budgets.unblock(scope, id) });
+  registerAdminRoutes(http, {
+    keys,
+    adminKeyHash,
+    cost,
+    onBudgetSet: (scope, id, hard) => budgets.budgetSet(scope, id, hard),
+  });
   let httpPort = 0;
 
   // Shutdown order: stop intake (HTTP close waits for in-flight responses; gRPC drains via ServiceHost), then
