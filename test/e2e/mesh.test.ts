@@ -4,7 +4,7 @@ import { connect as tcpConnect } from "node:net";
 import { Metadata } from "@grpc/grpc-js";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { decodeEvent, UsageRecordedEvent } from "@tokenmesh/events";
+import { decodeEvent, GuardDecisionEvent, UsageRecordedEvent } from "@tokenmesh/events";
 import { Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient } from "@tokenmesh/proto/gateway/v1/gateway";
@@ -170,6 +170,40 @@ describe("the mesh through the official OpenAI client", () => {
       .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
     expect(blocked).toBeInstanceOf(OpenAI.BadRequestError);
     expect((blocked as InstanceType<typeof OpenAI.APIError>).code).toBe("content_policy_violation");
+  });
+});
+
+describe("the guard's deep tier", () => {
+  it("blocks a request its team's policy sends to the guard model, and publishes the decision", async () => {
+    const guarded = await createKey(mesh.gateways[0]!.http, { name: "deep", team: "deep-team" });
+    const c = new OpenAI({ baseURL: `${mesh.gateways[0]!.http}/v1`, apiKey: guarded.key, maxRetries: 0 });
+    const err = await c.chat.completions
+      .create({ model: "gpt-fake", messages: [user("something the guard model dislikes")] })
+      .withResponse()
+      .catch((e: InstanceType<typeof OpenAI.APIError>) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    const apiErr = err as InstanceType<typeof OpenAI.APIError>;
+    expect(apiErr.code).toBe("content_policy_violation");
+    expect(apiErr.message).toContain("deep.S1");
+    const requestId = apiErr.headers?.get("x-request-id") ?? "";
+    const consumer = await jetstream(nc).consumers.get("LLM_GUARD", { deliver_policy: DeliverPolicy.All });
+    const decision = await waitFor(
+      async () => {
+        const batch = await consumer.fetch({ max_messages: 1000, expires: 1_000 });
+        for await (const m of batch) {
+          const d = decodeEvent(GuardDecisionEvent, m.data);
+          if (d.requestId === requestId && d.tier === "deep") return d;
+        }
+        return undefined;
+      },
+      { timeoutMs: 10_000, description: "the deep tier's decision event" },
+    );
+    expect(decision).toMatchObject({ keyId: guarded.id, action: "block", stage: "input", mode: "block" });
+    expect(decision.ruleIds).toContain("deep.S1");
+    expect((await usageOf(requestId)).status).toBe("blocked");
+    // A key without that policy never reaches the guard service.
+    const plain = await client.chat.completions.create({ model: "gpt-fake", messages: [user("same words")] });
+    expect(plain.choices[0]!.message.content).toBeTruthy();
   });
 });
 
@@ -446,7 +480,8 @@ describe("the gRPC front door", () => {
 });
 
 describe("one trace", () => {
-  it("covers gateway, guard, router and inference, and reaches the usage event", async () => {
+  /** Sends a chat request under a trace id of our own and returns it with the response. */
+  const traced = async (model: string) => {
     const traceId = randomBytes(16).toString("hex");
     const res = await fetch(`${mesh.gateways[0]!.http}/v1/chat/completions`, {
       method: "POST",
@@ -455,29 +490,52 @@ describe("one trace", () => {
         "content-type": "application/json",
         traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01`,
       },
-      body: JSON.stringify({ model: "gpt-fake", messages: [user("trace me")] }),
+      body: JSON.stringify({ model, messages: [user("trace me")], max_tokens: 8 }),
     });
     expect(res.status).toBe(200);
-    const services = await waitFor(
+    return { traceId, res };
+  };
+  /** The trace's internal gRPC calls (client spans), once the spans of `services` have all arrived. */
+  const grpcCalls = async (traceId: string, services: string[]) => {
+    await waitFor(
       () => {
         const s = new Set(mesh.otlp.spans.filter((sp) => sp.traceId === traceId).map((sp) => sp.service));
-        return (
-          ["tokenmesh-gateway", "tokenmesh-guard", "tokenmesh-router", "tokenmesh-inference"].every((x) => s.has(x)) &&
-          s
-        );
+        return services.every((x) => s.has(x));
       },
-      { timeoutMs: 15_000, description: "spans from every service" },
+      { timeoutMs: 15_000, description: `spans from ${services.join(", ")}` },
     );
-    expect([...services]).toEqual(
-      expect.arrayContaining(["tokenmesh-gateway", "tokenmesh-guard", "tokenmesh-router", "tokenmesh-inference"]),
-    );
-    const modelSpan = mesh.otlp.spans.find((s) => s.traceId === traceId && s.name === "chat gpt-fake");
+    const spans = mesh.otlp.spans.filter((sp) => sp.traceId === traceId);
+    return {
+      services: new Set(spans.map((sp) => sp.service)),
+      calls: spans.filter((sp) => sp.kind === 3 && sp.attributes["rpc.system"] === "grpc").map((sp) => sp.name),
+      spans,
+    };
+  };
+
+  it("crosses one internal hop for a remote model (gateway → router → provider), and reaches the usage event", async () => {
+    const { traceId, res } = await traced("gpt-fake");
+    const { services, calls, spans } = await grpcCalls(traceId, ["tokenmesh-gateway", "tokenmesh-router"]);
+    expect(calls).toEqual(["tokenmesh.router.v1.RouterService/Route"]);
+    expect(services.has("tokenmesh-guard")).toBe(false);
+    expect(services.has("tokenmesh-inference")).toBe(false);
+    const modelSpan = spans.find((s) => s.name === "chat gpt-fake");
+    expect(modelSpan?.service).toBe("tokenmesh-router");
     expect(modelSpan?.attributes).toMatchObject({
       "gen_ai.operation.name": "chat",
       "gen_ai.request.model": "gpt-fake",
+      "gen_ai.provider.name": "openai",
     });
     expect(modelSpan?.attributes["gen_ai.usage.output_tokens"]).toBeGreaterThan(0);
     const e = await usageOf(res.headers.get("x-request-id")!);
     expect(e.traceId).toBe(traceId);
+  });
+
+  it("crosses two for a local model (gateway → router → inference)", async () => {
+    const { traceId } = await traced("local-tiny");
+    const { calls } = await grpcCalls(traceId, ["tokenmesh-gateway", "tokenmesh-router", "tokenmesh-inference"]);
+    expect(calls.sort()).toEqual([
+      "tokenmesh.inference.v1.InferenceService/Generate",
+      "tokenmesh.router.v1.RouterService/Route",
+    ]);
   });
 });

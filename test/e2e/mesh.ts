@@ -19,13 +19,15 @@ export interface Mesh {
   gateways: { http: string; grpc: string }[];
   fakeOpenAI: FakeUpstream;
   fakeAnthropic: FakeUpstream;
+  /** The guard model of the deep tier: a Llama Guard that finds everything unsafe (S1). */
+  fakeGuardModel: FakeUpstream;
   otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
   processes: Map<string, ServiceProcess>;
   catalogPath: string;
   stop(): Promise<void>;
 }
 
-function catalog(dir: string, openaiUrl: string, anthropicUrl: string): string {
+function catalog(dir: string, openaiUrl: string, anthropicUrl: string, guardUrl: string): string {
   return `
 models:
   - id: local-tiny
@@ -79,6 +81,11 @@ models:
     api_key_env: FAKE_OPENAI_KEY
     upstream_model: text-embedding-3-small
     price: { input_per_mtok: 1000, output_per_mtok: 0 }
+  - id: guard-model
+    engine: openai
+    base_url: ${guardUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: llama-guard-3-8b
   - id: broken-upstream
     engine: openai
     base_url: ${openaiUrl}
@@ -99,6 +106,9 @@ models:
 guard:
   blocked_patterns:
     - { id: no-internal-hosts, pattern: "corp\\\\.internal", action: block }
+  policies:
+    deep: { deep: { model: guard-model, format: llama_guard, apply_to: input, mode: block, timeout_ms: 5000 } }
+  teams: { deep-team: deep }
 routes:
   auto: { default_tier: small, tiers: { small: [local-tiny], premium: [gpt-fake, priced] } }
   retry: { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 50 }
@@ -122,14 +132,15 @@ export async function startMesh(options: {
   const processes = new Map<string, ServiceProcess>();
   const fakeOpenAI = await startFakeOpenAI({ apiKey: "sk-fake-openai" });
   const fakeAnthropic = await startFakeAnthropic({ apiKey: "sk-ant-fake" });
+  const fakeGuardModel = await startFakeOpenAI({ apiKey: "sk-fake-openai", behavior: { text: "unsafe\nS1" } });
   const otlp = await startOtlpReceiver();
   const make = await spawnService({
     cmd: process.execPath,
-    args: [join(root, "services/inference/dist/models/make-test-models.js"), dir],
+    args: [join(root, "packages/testing/dist/models/make-test-models.js"), dir],
   });
   await make.waitForExit(60_000);
   const catalogPath = join(dir, "mesh.yaml");
-  await writeFile(catalogPath, catalog(dir, fakeOpenAI.url, fakeAnthropic.url));
+  await writeFile(catalogPath, catalog(dir, fakeOpenAI.url, fakeAnthropic.url, fakeGuardModel.url));
 
   const ports = {
     inference: [await freePort(), await freePort()],
@@ -179,7 +190,7 @@ export async function startMesh(options: {
       start(
         "guard",
         "guard",
-        { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go) },
+        { GUARD_GRPC_PORT: String(gg), GUARD_OPS_PORT: String(go), ROUTER_ADDR: `127.0.0.1:${rg}` },
         `http://127.0.0.1:${go}/readyz`,
       ),
       start("cost", "cost", { COST_GRPC_PORT: String(cg), COST_OPS_PORT: String(co) }, `http://127.0.0.1:${co}/readyz`),
@@ -213,13 +224,14 @@ export async function startMesh(options: {
   } catch (err) {
     // A service that failed to start must not leave the others running.
     for (const p of processes.values()) await p.stop();
-    await Promise.all([fakeOpenAI.close(), fakeAnthropic.close(), otlp.close()]);
+    await Promise.all([fakeOpenAI.close(), fakeAnthropic.close(), fakeGuardModel.close(), otlp.close()]);
     throw err;
   }
   return {
     gateways,
     fakeOpenAI,
     fakeAnthropic,
+    fakeGuardModel,
     otlp,
     processes,
     catalogPath,
@@ -228,6 +240,7 @@ export async function startMesh(options: {
       for (const [, p] of order) await p.stop();
       await fakeOpenAI.close();
       await fakeAnthropic.close();
+      await fakeGuardModel.close();
       await otlp.close();
       await rm(dir, { recursive: true, force: true });
     },

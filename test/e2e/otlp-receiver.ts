@@ -8,6 +8,8 @@ export interface ReceivedSpan {
   traceId: string;
   spanId: string;
   parentSpanId: string;
+  /** OTLP span kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
   attributes: Record<string, unknown>;
 }
 
@@ -46,6 +48,7 @@ export async function startOtlpReceiver(): Promise<{ url: string; spans: Receive
                   traceId: string;
                   spanId: string;
                   parentSpanId?: string;
+                  kind?: number;
                   attributes?: { key: string; value: OtlpValue }[];
                 }[];
               }[];
@@ -61,6 +64,7 @@ export async function startOtlpReceiver(): Promise<{ url: string; spans: Receive
                   traceId: s.traceId,
                   spanId: s.spanId,
                   parentSpanId: s.parentSpanId ?? "",
+                  kind: s.kind ?? 0,
                   attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, value(a.value)])),
                 });
               }

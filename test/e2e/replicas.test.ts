@@ -71,7 +71,8 @@ describe("three gateway replicas", () => {
     let ok = burst.filter((r) => r.status === 200).length;
     const refused = burst.filter((r) => r.status === 429);
     expect(ok + refused.length).toBe(300);
-    expect(ok).toBeGreaterThan(50);
+    // Each hold is $0.044 (see below): about 22 fit at once in $1, more as earlier answers settle.
+    expect(ok).toBeGreaterThan(15);
     for (const r of refused.slice(0, 3)) {
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
     }

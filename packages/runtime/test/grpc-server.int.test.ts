@@ -44,7 +44,10 @@ beforeAll(async () => {
       return { found: false, spentUsd: 0, heldUsd: 0 };
     },
     async setBudget(req) {
-      return { budget: req.budget };
+      return { budget: req.budget, scopeHard: false };
+    },
+    async listHardScopes() {
+      return { scopes: [] };
     },
   });
   port = await server.listen("127.0.0.1", 0);
@@ -104,6 +107,7 @@ describe("GrpcServer", () => {
         model: "m",
         inputTokens: 1,
         maxOutputTokens: 1,
+        candidateModels: [],
       }).catch((e: AppError) => e);
       expect(refused).toMatchObject({
         code: "RESOURCE_EXHAUSTED",

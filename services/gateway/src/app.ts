@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import { LiveCatalog } from "@tokenmesh/catalog";
 import {
   connectNats,
@@ -133,6 +134,17 @@ export function createApp(
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
     requestTimeout: config.GATEWAY_REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.GATEWAY_KEEPALIVE_TIMEOUT_MS,
+    // Node checks request and header timeouts every `connectionsCheckingInterval` (30 s by default), which would
+    // let a slow client hold a connection for up to 30 s past its limit.
+    serverFactory: (handler) =>
+      createServer(
+        {
+          connectionsCheckingInterval: Math.min(1_000, config.GATEWAY_HEADERS_TIMEOUT_MS),
+          headersTimeout: config.GATEWAY_HEADERS_TIMEOUT_MS,
+          requestTimeout: config.GATEWAY_REQUEST_TIMEOUT_MS,
+        },
+        handler,
+      ),
     logger: false,
     requestIdHeader: false,
     // Every request gets an id minted here; a client's own id is only ever a correlation id (request-id.ts).
@@ -224,7 +236,6 @@ export function createApp(
       await budgets.start(js);
       await host.start();
       // Headers over Node's 16 KiB limit are refused with 431 by Node itself.
-      http.server.headersTimeout = config.GATEWAY_HEADERS_TIMEOUT_MS;
       await http.listen({ host: config.GATEWAY_HOST, port: config.GATEWAY_HTTP_PORT });
       const addr = http.server.address();
       httpPort = typeof addr === "object" && addr ? addr.port : config.GATEWAY_HTTP_PORT;
