@@ -106,7 +106,6 @@ export function registerAdminRoutes(
     keys: KeyStore;
     adminKeyHash: string | undefined;
     cost: GrpcCost;
-    /** Called when a budget is set, so this replica lifts a soft-budget block at once. */
     /** Called before `PUT /admin/budgets` answers: the gateways must enforce the budget from then on. */
     onBudgetSet: (scope: string, id: string, scopeHard: boolean) => Promise<void>;
   },
