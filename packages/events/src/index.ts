@@ -10,6 +10,7 @@ export {
   OutboxFullError,
   type OutboxJournal,
 } from "./publisher.js";
+export { type JournalRedis, RedisOutboxJournal } from "./redis-journal.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";
 export {
   BudgetThresholdEvent,
@@ -22,4 +23,5 @@ export {
   type JsonCodec,
   Subjects,
   UsageRecordedEvent,
+  UsageServedEvent,
 } from "./subjects.js";

@@ -3,6 +3,8 @@ import { BudgetThresholdCrossed, GuardDecision, JobSubmitted, UsageRecorded } fr
 /** Every NATS subject Tokenmesh uses. Declared here only. */
 export const Subjects = {
   usageRecorded: "llm.usage.recorded.v1",
+  /** What a provider (or the local engine) served for a request, published by the router that called it. */
+  usageServed: "llm.usage.served.v1",
   budgetThreshold: "llm.budget.threshold.v1",
   guardDecision: "llm.guard.decision.v1",
   jobSubmitted: "llm.jobs.submitted.v1",
@@ -30,6 +32,17 @@ export interface EventType<T> {
 
 export const UsageRecordedEvent: EventType<UsageRecorded> = {
   subject: Subjects.usageRecorded,
+  stream: "LLM_USAGE",
+  codec: UsageRecorded,
+};
+
+/**
+ * The router's record of what the providers served a request (`Nats-Msg-Id` = `<request id>:served`): it reaches the
+ * ledger even when the gateway dies, or the client leaves, before the gateway's own event says so. The ledger
+ * bills each request once, at the larger of its two reports.
+ */
+export const UsageServedEvent: EventType<UsageRecorded> = {
+  subject: Subjects.usageServed,
   stream: "LLM_USAGE",
   codec: UsageRecorded,
 };

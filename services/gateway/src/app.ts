@@ -8,6 +8,7 @@ import {
   jetstreamManager,
   type NatsConnection,
   natsReadiness,
+  RedisOutboxJournal,
 } from "@tokenmesh/events";
 import { compileGuardSection, type PolicySet } from "@tokenmesh/guard-policy";
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
@@ -24,7 +25,6 @@ import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
 import { RedisHardScopes } from "./adapters/hard-scopes.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
-import { RedisOutboxJournal } from "./adapters/redis-outbox-journal.js";
 import { GrpcRouter } from "./adapters/router.client.js";
 import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";

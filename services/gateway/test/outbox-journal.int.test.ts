@@ -4,13 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { decodeEvent, EventPublisher, type EventType, UsageRecordedEvent } from "@tokenmesh/events";
+import { decodeEvent, EventPublisher, type EventType, RedisOutboxJournal, UsageRecordedEvent } from "@tokenmesh/events";
 import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { createLogger } from "@tokenmesh/telemetry";
 import { startNatsServer, waitFor } from "@tokenmesh/testing";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
-import { RedisOutboxJournal } from "../src/adapters/redis-outbox-journal.js";
 
 const logger = createLogger({ service: "outbox-test", level: "silent" });
 

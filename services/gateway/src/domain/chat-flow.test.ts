@@ -196,6 +196,47 @@ describe("ChatFlow", () => {
     expect(usage[0]).toMatchObject({ status: "error", errorCode: "UNAVAILABLE" });
   });
 
+  it("bills a stream cut short by its estimate of what was consumed, marked estimated", async () => {
+    const usage: UsageRecorded[] = [];
+    const flow = flowWith(async function* () {
+      yield { route: { model: "m", provider: "openai", cacheHit: false, attempts: 1 } };
+      yield { chunk: chunk(delta("the first few words of an answer")) };
+      throw new AppError("UNAVAILABLE", "upstream cut", { origin: "upstream" });
+    }, usage);
+    const started = await flow.start(call());
+    await expect(
+      (async () => {
+        for await (const _ of started.chunks) {
+          // drain
+        }
+      })(),
+    ).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    expect(usage[0]).toMatchObject({ status: "error", estimated: true });
+    expect(usage[0]!.outputTokens).toBeGreaterThanOrEqual(7);
+    expect(usage[0]!.inputTokens).toBeGreaterThan(0);
+  });
+
+  it("records a client that leaves mid-stream as cancelled, with what was generated so far", async () => {
+    const usage: UsageRecorded[] = [];
+    const ac = new AbortController();
+    const flow = flowWith(async function* () {
+      yield { route: { model: "m", provider: "openai", cacheHit: false, attempts: 1 } };
+      yield { chunk: chunk(delta("one two three four")) };
+      ac.abort();
+      throw new AppError("CANCELLED", "client closed the connection");
+    }, usage);
+    const started = await flow.start({ ...call(), signal: ac.signal });
+    await expect(
+      (async () => {
+        for await (const _ of started.chunks) {
+          // drain
+        }
+      })(),
+    ).rejects.toMatchObject({ code: "CANCELLED" });
+    expect(usage[0]).toMatchObject({ status: "cancelled", estimated: true });
+    expect(usage[0]!.outputTokens).toBe(4);
+  });
+
   it("fails before the first byte with a proper error, recording usage for refused requests too", async () => {
     const usage: UsageRecorded[] = [];
     const flow = flowWith([], usage);

@@ -110,6 +110,9 @@ export class ChatFlow {
           onFirstToken: () => {
             draft.firstTokenAt ??= performance.now();
           },
+          onText: (text) => {
+            draft.outputEstimate += estimateTextTokens(text);
+          },
           onEnd: (err) => this.recorder.finish(draft, err),
         },
         call.signal,
@@ -128,9 +131,11 @@ export class ChatFlow {
       const { ctx, first, rest, rate } = await this.begin(call, draft);
       const acc = new ResponseAccumulator();
       acc.add(first);
+      draft.outputEstimate += chunkTextTokens(first);
       for await (const ev of rest) {
         if (ev.chunk) {
           acc.add(ev.chunk);
+          draft.outputEstimate += chunkTextTokens(ev.chunk);
           draft.usage = ev.chunk.usage ?? draft.usage;
         }
       }
@@ -197,12 +202,13 @@ export class ChatFlow {
     // The hold covers every model the request may end up on (never "auto" itself), with an input bound that
     // cannot be low (UTF-8 bytes), tools and images included.
     const candidates = reachableModels(this.deps.catalog(), modelId, "chat").map((m) => m.id);
+    draft.inputEstimate = estimateMessageTokens(request.messages);
     draft.admitted = await this.admission.admit(principal, {
       requestId: call.requestId,
       user,
       model: candidates[0] ?? modelId,
       candidateModels: candidates,
-      inputTokens: estimateMessageTokens(request.messages),
+      inputTokens: draft.inputEstimate,
       inputTokenBound: promptTokenBound(request.messages, {
         tools: request.tools,
         toolChoice: request.toolChoice,
@@ -227,6 +233,7 @@ export class ChatFlow {
       if (next.done) throw new AppError("UNAVAILABLE", "The model returned no output", { origin: "upstream" });
       const ev = next.value;
       if (ev.route) {
+        draft.routed = true;
         draft.model = ev.route.model;
         draft.provider = ev.route.provider;
         draft.cacheHit = ev.route.cacheHit;
@@ -243,6 +250,17 @@ export class ChatFlow {
       }
     }
   }
+}
+
+/** Estimated tokens of a chunk's answer text (content, refusals, tool-call arguments). */
+function chunkTextTokens(chunk: ChatChunk): number {
+  let n = 0;
+  for (const d of chunk.choices) {
+    if (d.content) n += estimateTextTokens(d.content);
+    if (d.refusal) n += estimateTextTokens(d.refusal);
+    for (const tc of d.toolCalls) if (tc.function?.arguments) n += estimateTextTokens(tc.function.arguments);
+  }
+  return n;
 }
 
 function draftOf(call: ChatCall, stream: boolean): UsageDraft {

@@ -9,6 +9,8 @@ export interface StreamObserver {
   onUsage(chunk: ChatChunk): void;
   /** The first chunk with choices passed through. */
   onFirstToken(): void;
+  /** Answer text (content, tool-call arguments, refusals) as it arrives from the router, before any filtering. */
+  onText(text: string): void;
   /** The stream ended: normally (no error) or with the error the client sees. */
   onEnd(err?: unknown): void;
 }
@@ -66,6 +68,9 @@ export function guardedStream(
     observer.onFirstToken();
     const passthrough: ChatDelta[] = [];
     for (const d of chunk.choices) {
+      if (d.content) observer.onText(d.content);
+      if (d.refusal) observer.onText(d.refusal);
+      for (const tc of d.toolCalls) if (tc.function?.arguments) observer.onText(tc.function.arguments);
       if (d.content) filter.write(d.index, d.content);
       const finished = d.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED;
       if (d.role !== Role.ROLE_UNSPECIFIED || d.toolCalls.length > 0 || d.refusal) {

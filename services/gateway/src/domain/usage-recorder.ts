@@ -16,6 +16,12 @@ export class UsageDraft {
   provider = "";
   cacheHit = false;
   usage: Usage | undefined;
+  /** Whether a model started on the request (the router said which): only then can tokens have been consumed. */
+  routed = false;
+  /** Estimated tokens of the input, for when the provider's count never arrives (set once the request is known). */
+  inputEstimate = 0;
+  /** Estimated tokens of the answer text received so far (counted as it arrives, whatever reached the client). */
+  outputEstimate = 0;
   firstTokenAt: number | undefined;
   private finished = false;
   readonly started = performance.now();
@@ -67,7 +73,14 @@ export class UsageRecorder {
   finish(draft: UsageDraft, err?: unknown): void {
     if (!draft.claim()) return;
     const { status, errorCode } = statusOf(err, draft.call.signal);
-    const usage = draft.usage ?? ZERO_USAGE;
+    // A stream that ended early (client gone, fault, block) never got the provider's count: bill what was consumed,
+    // estimated, rather than nothing. The router reports the same request from its side; the ledger takes the larger.
+    const estimated = draft.usage === undefined && draft.routed;
+    const usage =
+      draft.usage ??
+      (estimated
+        ? { inputTokens: draft.inputEstimate, outputTokens: draft.outputEstimate, cachedTokens: 0 }
+        : ZERO_USAGE);
     const p = draft.principal;
     const event: UsageRecorded = {
       requestId: draft.call.requestId,
@@ -90,6 +103,8 @@ export class UsageRecorder {
       endpoint: draft.call.endpoint,
       stream: draft.stream,
       reservationId: draft.admitted?.reservationId ?? "",
+      estimated,
+      discardedOutputTokens: 0,
     };
     this.sink.record(event);
     if (p && draft.admitted) {

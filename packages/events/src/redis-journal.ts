@@ -1,16 +1,22 @@
-import type { JournalRecord, OutboxJournal } from "@tokenmesh/events";
-import type { Redis } from "ioredis";
+import type { JournalRecord, OutboxJournal } from "./publisher.js";
+
+/** The few Redis commands the journal uses (an ioredis client fits). */
+export interface JournalRedis {
+  hset(key: string, field: string, value: string): Promise<unknown>;
+  hdel(key: string, field: string): Promise<unknown>;
+  hscan(key: string, cursor: string, countToken: "COUNT", count: number): Promise<[string, string[]]>;
+}
 
 /**
- * The event outbox's journal in one Redis hash shared by every gateway replica (`tm:outbox:<name>`, field = the
- * Nats-Msg-Id). A replica that dies with events not yet stored by JetStream leaves them here; any replica's
+ * The event outbox's journal in one Redis hash shared by every replica of a service (`tm:outbox:<name>`, field =
+ * the Nats-Msg-Id). A replica that dies with events not yet stored by JetStream leaves them here; any replica's
  * periodic `recover` publishes them again.
  */
 export class RedisOutboxJournal implements OutboxJournal {
   private readonly key: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: JournalRedis,
     name: string,
   ) {
     this.key = `tm:outbox:${name}`;
