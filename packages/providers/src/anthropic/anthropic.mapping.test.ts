@@ -19,7 +19,7 @@ const entry = ModelEntrySchema.parse({
 }) as AnthropicModelEntry;
 
 describe("toAnthropicMessages", () => {
-  it("lifts system and developer messages into system and merges consecutive tool results into one user turn", () => {
+  it("lifts system and developer messages into system and merges consecutive tool results into one user turn, keeping is_error", () => {
     const { system, messages } = toAnthropicMessages(
       ChatRequest.fromPartial({
         messages: [
@@ -35,7 +35,7 @@ describe("toAnthropicMessages", () => {
             ],
           },
           { role: Role.ROLE_TOOL, toolCallId: "t1", content: "one" },
-          { role: Role.ROLE_TOOL, toolCallId: "t2", content: "two" },
+          { role: Role.ROLE_TOOL, toolCallId: "t2", content: "two", isError: true },
         ],
       }).messages,
     );
@@ -54,7 +54,7 @@ describe("toAnthropicMessages", () => {
         role: "user",
         content: [
           { type: "tool_result", tool_use_id: "t1", content: "one" },
-          { type: "tool_result", tool_use_id: "t2", content: "two" },
+          { type: "tool_result", tool_use_id: "t2", content: "two", is_error: true },
         ],
       },
     ]);
@@ -85,13 +85,14 @@ describe("toImageSource", () => {
 });
 
 describe("toAnthropicRequest", () => {
-  it("defaults max_tokens to the entry's max output and clamps temperature", () => {
+  it("defaults max_tokens to the entry's max output, clamps temperature and passes top_k", () => {
     const body = toAnthropicRequest(
       entry,
       ChatRequest.fromPartial({
         messages: [{ role: Role.ROLE_USER, content: "hi" }],
         temperature: 2,
         topP: 0.5,
+        topK: 40,
         user: "u",
       }),
       true,
@@ -102,6 +103,7 @@ describe("toAnthropicRequest", () => {
       messages: [{ role: "user", content: "hi" }],
       temperature: 1,
       top_p: 0.5,
+      top_k: 40,
       metadata: { user_id: "u" },
       stream: true,
     });

@@ -105,7 +105,14 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): {
         return;
       }
       case Role.ROLE_TOOL:
-        push("user", [{ type: "tool_result", tool_use_id: m.toolCallId, content: textOf(m) }]);
+        push("user", [
+          {
+            type: "tool_result",
+            tool_use_id: m.toolCallId,
+            content: textOf(m),
+            ...(m.isError === true ? { is_error: true } : {}),
+          },
+        ]);
         return;
       default:
         throw invalid(`messages[${i}] has no valid role`, `messages[${i}].role`);
@@ -176,6 +183,7 @@ export function toAnthropicRequest(
   if (req.stop.length > 0) body.stop_sequences = req.stop;
   if (req.temperature !== undefined) body.temperature = Math.min(1, Math.max(0, req.temperature));
   if (req.topP !== undefined) body.top_p = req.topP;
+  if (req.topK !== undefined) body.top_k = req.topK;
   if (req.user !== "") body.metadata = { user_id: req.user };
   if (stream) body.stream = true;
   return body;

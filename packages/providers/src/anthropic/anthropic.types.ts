@@ -6,7 +6,7 @@ export type AnthropicContentBlock =
   | { type: "text"; text: string }
   | { type: "image"; source: AnthropicImageSource }
   | { type: "tool_use"; id: string; name: string; input: unknown }
-  | { type: "tool_result"; tool_use_id: string; content: string };
+  | { type: "tool_result"; tool_use_id: string; content: string; is_error?: boolean };
 
 export interface AnthropicMessage {
   role: "user" | "assistant";
