@@ -8,6 +8,7 @@ import {
   jetstreamManager,
   type NatsConnection,
   natsReadiness,
+  UsageServedEvent,
 } from "@tokenmesh/events";
 import { CostServiceService } from "@tokenmesh/proto/cost/v1/cost";
 import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
@@ -38,6 +39,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
   const { logger, lifecycle } = deps;
   let nc: NatsConnection | undefined;
   let consumer: EventConsumer | undefined;
+  let servedConsumer: EventConsumer | undefined;
   let publisher: EventPublisher | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   // Commands issued in the same tick share one round trip: the consumer's handlers run many at once.
@@ -74,7 +76,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
   lifecycle.onShutdown("usage consumer: stop", ShutdownPhase.StopIntake, async () => {
     clearInterval(sweepTimer);
     catalogPrices?.stop();
-    await consumer?.stop();
+    await Promise.all([consumer?.stop(), servedConsumer?.stop()]);
   });
   lifecycle.onShutdown("alerts: flush", ShutdownPhase.FlushEvents, async () => {
     publisher?.close();
@@ -105,6 +107,19 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
         prices,
         publisher,
         durable: config.COST_CONSUMER_NAME,
+        concurrency: config.COST_CONSUMER_CONCURRENCY,
+        ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
+      });
+      // What the routers report providers served: it reaches the ledger even when a gateway's event never comes.
+      servedConsumer = await startUsageSubscriber({
+        js,
+        jsm,
+        logger,
+        ledger,
+        prices,
+        publisher,
+        type: UsageServedEvent,
+        durable: `${config.COST_CONSUMER_NAME}-served`,
         concurrency: config.COST_CONSUMER_CONCURRENCY,
         ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       });

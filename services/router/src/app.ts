@@ -1,4 +1,14 @@
 import type { LiveCatalog } from "@tokenmesh/catalog";
+import {
+  connectNats,
+  EventPublisher,
+  ensureStreams,
+  jetstream,
+  jetstreamManager,
+  type NatsConnection,
+  natsReadiness,
+  RedisOutboxJournal,
+} from "@tokenmesh/events";
 import { RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { Providers } from "@tokenmesh/providers";
 import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
@@ -10,8 +20,14 @@ import { ModelReadiness, ModelStatusCache } from "./adapters/model-status.js";
 import { RedisCircuitBreaker } from "./adapters/redis-breaker.js";
 import { RedisResponseCache } from "./adapters/redis-response-cache.js";
 import { type RouterConfig, readSecret } from "./config.js";
+import { JetStreamServedUsage } from "./events/usage-served.publisher.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
 import { routerMetrics } from "./metrics.js";
+
+/** A served-usage report goes to the Redis journal only when JetStream has not acknowledged it by then. */
+const JOURNAL_AFTER_MS = 250;
+/** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
+const RECOVER_AFTER_MS = 30_000;
 
 /** The router app; `host` exposes the bound ports, `breaker`, `cache` and `catalog` are there for tests and ops. */
 export interface RouterApp extends App {
@@ -57,12 +73,24 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     lifecycle,
     grpc: { host: config.ROUTER_HOST, port: config.ROUTER_GRPC_PORT },
     ops: { host: config.ROUTER_HOST, port: config.ROUTER_OPS_PORT },
-    checks: { redis: () => redis.ping() },
+    checks: {
+      redis: () => redis.ping(),
+      nats: () => (nc ? natsReadiness(nc)() : Promise.reject(new Error("not connected"))),
+    },
     info: () => ({ models: catalog.current.catalog.models.length }),
   });
-  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, models, readiness, breaker, cache, logger }));
+  let nc: NatsConnection | undefined;
+  let publisher: EventPublisher | undefined;
+  let recoverTimer: NodeJS.Timeout | undefined;
+  const served = new JetStreamServedUsage(() => publisher, logger);
+  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, models, readiness, breaker, cache, served, logger }));
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
+  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
+  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
+    publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
+  );
+  lifecycle.onShutdown("nats: drain", ShutdownPhase.CloseConnections, () => nc?.drain());
   // After the gRPC drain: in-flight streams still need the providers, inference, the breaker and the cache until
   // they end; quit lets the cache writes already sent to Redis finish first.
   lifecycle.onShutdown("providers: close", ShutdownPhase.CloseConnections, () => providers.close());
@@ -78,6 +106,23 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     async start() {
       await catalog.start();
       await redis.connect();
+      nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-router", logger });
+      await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE"]);
+      publisher = new EventPublisher({
+        js: jetstream(nc),
+        logger,
+        name: "router-usage",
+        journal: new RedisOutboxJournal(redis, "usage-served"),
+        journalAfterMs: JOURNAL_AFTER_MS,
+      });
+      // Reports a dead replica (or this one, before a restart) accepted but never stored: publish them again.
+      await publisher.recover(RECOVER_AFTER_MS);
+      recoverTimer = setInterval(() => {
+        publisher
+          ?.recover(RECOVER_AFTER_MS)
+          .catch((err: Error) => logger.warn({ err: err.message }, "outbox recovery failed"));
+      }, RECOVER_AFTER_MS / 2);
+      recoverTimer.unref();
       await host.start();
     },
     stop: () => lifecycle.shutdown("stop"),

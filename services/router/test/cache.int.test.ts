@@ -158,6 +158,7 @@ describe("router exact cache over gRPC and Redis", () => {
     const config = RouterConfigSchema.parse({
       LOG_LEVEL: "silent",
       REDIS_URL: inject("redisUrl"),
+      NATS_URL: inject("natsUrl"),
       INFERENCE_ADDR: inferenceAddr,
       ROUTER_HOST: "127.0.0.1",
       ROUTER_GRPC_PORT: "0",

@@ -1,14 +1,24 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { decodeEvent, UsageServedEvent } from "@tokenmesh/events";
 import { type ChatChunk, ChatRequest } from "@tokenmesh/proto/common/v1/chat";
 import { type RouteResponse, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger, SpanKind } from "@tokenmesh/telemetry";
-import { type FakeUpstream, freePort, startFakeAnthropic, startFakeOpenAI, uniqueName } from "@tokenmesh/testing";
+import {
+  type FakeUpstream,
+  freePort,
+  startFakeAnthropic,
+  startFakeOpenAI,
+  uniqueName,
+  waitFor,
+} from "@tokenmesh/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { createApp, type RouterApp } from "../src/app.js";
 import { RouterConfigSchema } from "../src/config.js";
@@ -59,6 +69,7 @@ describe("router calling remote providers in-process", () => {
     const config = RouterConfigSchema.parse({
       LOG_LEVEL: "silent",
       REDIS_URL: inject("redisUrl"),
+      NATS_URL: inject("natsUrl"),
       // Nothing listens there: remote models must not need inference.
       INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
       ROUTER_HOST: "127.0.0.1",
@@ -195,6 +206,79 @@ describe("router calling remote providers in-process", () => {
     })().catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "CANCELLED" });
     expect(await openai.requests[0]!.closed).toBe("aborted");
+  });
+
+  it("reports what the provider served on llm.usage.served.v1: exact when complete, estimated when cancelled", async () => {
+    const nc = await connect({ servers: inject("natsUrl") });
+    try {
+      const servedFor = (requestId: string) =>
+        waitFor(
+          async () => {
+            const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
+              filter_subject: UsageServedEvent.subject,
+              deliver_policy: DeliverPolicy.All,
+            });
+            const batch = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
+            for await (const m of batch) {
+              const e = decodeEvent(UsageServedEvent, m.data);
+              if (e.requestId === requestId) return { e, msgId: m.headers?.get("Nats-Msg-Id") };
+            }
+            return undefined;
+          },
+          { timeoutMs: 10_000, description: `served usage of ${requestId}` },
+        );
+      const complete = ctx();
+      const out: RouteResponse[] = [];
+      for await (const msg of callStream(client.route.bind(client), {
+        context: complete,
+        request: ChatRequest.fromPartial({
+          model: "gpt",
+          stream: true,
+          messages: [{ role: 2, content: "one two three" }],
+        }),
+      }))
+        out.push(msg);
+      const usage = out.find((m) => m.chunk?.usage)?.chunk?.usage;
+      const exact = await servedFor(complete.requestId);
+      expect(exact.msgId).toBe(`${complete.requestId}:served`);
+      expect(exact.e).toMatchObject({
+        keyId: "k",
+        model: "gpt",
+        provider: "openai",
+        status: "ok",
+        estimated: false,
+        inputTokens: usage?.inputTokens,
+        outputTokens: usage?.outputTokens,
+      });
+
+      openai.setBehavior({ chunkDelayMs: 50 });
+      const cancelled = ctx();
+      const ac = new AbortController();
+      let chunks = 0;
+      await (async () => {
+        for await (const msg of callStream(
+          client.route.bind(client),
+          {
+            context: cancelled,
+            request: ChatRequest.fromPartial({
+              model: "gpt",
+              stream: true,
+              messages: [{ role: 2, content: "a b c d e f g h i j k l m n o p" }],
+            }),
+          },
+          { signal: ac.signal },
+        )) {
+          if (msg.chunk?.choices.some((c) => c.content)) chunks++;
+          if (chunks === 3) ac.abort();
+        }
+      })().catch(() => undefined);
+      const partial = await servedFor(cancelled.requestId);
+      expect(partial.e).toMatchObject({ status: "cancelled", estimated: true });
+      expect(partial.e.outputTokens).toBeGreaterThanOrEqual(3);
+      expect(partial.e.inputTokens).toBeGreaterThan(0);
+    } finally {
+      await nc.close();
+    }
   });
 
   it("embeds through a remote provider", async () => {

@@ -139,6 +139,7 @@ describe("router over gRPC", () => {
     const config = RouterConfigSchema.parse({
       LOG_LEVEL: "silent",
       REDIS_URL: inject("redisUrl"),
+      NATS_URL: inject("natsUrl"),
       INFERENCE_ADDR: `127.0.0.1:${inferencePort}`,
       ROUTER_HOST: "127.0.0.1",
       ROUTER_GRPC_PORT: "0",

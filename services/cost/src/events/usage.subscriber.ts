@@ -3,10 +3,12 @@ import {
   type Delivery,
   type EventConsumer,
   type EventPublisher,
+  type EventType,
   type JetStreamClient,
   type JetStreamManager,
   UsageRecordedEvent,
 } from "@tokenmesh/events";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
 import type { PriceTable } from "../adapters/price-table.js";
 import type { RecordResult, RedisLedger } from "../adapters/redis-ledger.js";
@@ -24,6 +26,8 @@ export interface UsageSubscriberOptions {
   publisher: EventPublisher;
   /** Durable consumer name, shared by every cost replica (`cost-ledger`). */
   durable: string;
+  /** The usage subject to consume: the gateway's `llm.usage.recorded.v1` (default) or the router's `llm.usage.served.v1`. */
+  type?: EventType<UsageRecorded>;
   /** Events handled at once by this replica; they are recorded in batches. */
   concurrency: number;
   /**
@@ -34,8 +38,9 @@ export interface UsageSubscriberOptions {
 }
 
 /**
- * Consumes `llm.usage.recorded.v1` with a durable consumer and records each event in the ledger exactly once,
- * publishing the budget alerts it raises exactly once.
+ * Consumes `llm.usage.recorded.v1` (or the router's `llm.usage.served.v1`) with a durable consumer and records each
+ * request in the ledger exactly once, publishing the budget alerts it raises exactly once. Both subjects report the
+ * same requests: the ledger bills a request once, at the larger of its reports (ledger.scripts.ts).
  *
  * Why exactly once, whatever fails where:
  * 1. JetStream delivers every stored event at least once (durable consumer, explicit ack); an event is acked
@@ -59,7 +64,7 @@ export function startUsageSubscriber(options: UsageSubscriberOptions): Promise<E
     js: options.js,
     jsm: options.jsm,
     logger,
-    type: UsageRecordedEvent,
+    type: options.type ?? UsageRecordedEvent,
     durable: options.durable,
     concurrency: options.concurrency,
     handler: async (event, delivery: Delivery) => {

@@ -2,7 +2,8 @@ import type { LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RouteInfo, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
-import type { Logger } from "@tokenmesh/telemetry";
+import { currentTraceIds, type Logger } from "@tokenmesh/telemetry";
+import { estimateMessageTokens } from "@tokenmesh/tokens";
 import type { RoutingSnapshot } from "../adapters/catalog.source.js";
 import type { InferenceCall } from "../adapters/inference.client.js";
 import type { ModelCaller } from "../adapters/model.caller.js";
@@ -16,6 +17,8 @@ import {
   streamWithFallback,
 } from "../domain/fallback.js";
 import { type ModelKind, resolveModel } from "../domain/resolve.js";
+import { ServedUsage } from "../domain/served-usage.js";
+import type { ServedUsageSink } from "../events/usage-served.publisher.js";
 import { metricsObserver, routerMetrics } from "../metrics.js";
 
 export interface RouterHandlerDeps {
@@ -26,6 +29,8 @@ export interface RouterHandlerDeps {
   breaker: CircuitBreaker | undefined;
   /** The exact response cache; without one, `routes.cache` is ignored. */
   cache?: ResponseCache<ChatChunk> | undefined;
+  /** Where what the providers served each request is reported (llm.usage.served.v1). */
+  served?: ServedUsageSink | undefined;
   logger: Logger;
 }
 
@@ -40,7 +45,7 @@ export interface RouterHandlerDeps {
  * that served only when the stream ended normally (finish reason and usage seen, no error, not cancelled).
  */
 export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterServiceService> {
-  const { catalog, models, readiness, breaker, cache, logger } = deps;
+  const { catalog, models, readiness, breaker, cache, served, logger } = deps;
 
   /** Resolves under the snapshot in force when the request arrived, kept for the whole request. */
   function plan(name: string, kind: ModelKind, ctx: CallContext) {
@@ -83,26 +88,44 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       }
 
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
+      // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
+      const tally = new ServedUsage(() => estimateMessageTokens(request.messages));
       const generate: Generator<ChatRequest, ChatChunk> = (id, r, signal) =>
-        models.generate(model(id), r, { ...call, signal });
+        tally.track(model(id), models.generate(model(id), r, { ...call, signal }));
       let recorder: AnswerRecorder<ChatChunk> | undefined;
-      for await (const event of streamWithFallback(generate, request, options)) {
-        if (event.type === "route") {
-          if (cache !== undefined && primaryKey !== undefined) {
-            // Stored under the model that actually answered: a fallback's answer is not the primary's.
-            const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request);
-            recorder = cache.record(key, event.model, cachePolicy);
+      let outcome = "error";
+      try {
+        for await (const event of streamWithFallback(generate, request, options)) {
+          if (event.type === "route") {
+            if (cache !== undefined && primaryKey !== undefined) {
+              // Stored under the model that actually answered: a fallback's answer is not the primary's.
+              const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request);
+              recorder = cache.record(key, event.model, cachePolicy);
+            }
+            yield { route: routeInfo(model(event.model), event.attempts) };
+          } else {
+            recorder?.add(event.chunk);
+            yield { chunk: event.chunk };
           }
-          yield { route: routeInfo(model(event.model), event.attempts) };
-        } else {
-          recorder?.add(event.chunk);
-          yield { chunk: event.chunk };
+        }
+        outcome = "ok";
+      } finally {
+        if (ctx.signal.aborted) outcome = "cancelled";
+        const totals = tally.result();
+        if (totals !== undefined) {
+          served?.record(req.context, totals, {
+            modelRequested: request.model,
+            status: outcome,
+            endpoint: "chat",
+            stream: request.stream,
+            traceId: currentTraceIds().traceId,
+          });
         }
       }
       // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
       if (ctx.signal.aborted) return;
-      const outcome = recorder?.finish();
-      if (outcome !== undefined && outcome !== "stored") logger.debug({ outcome }, "answer not cached");
+      const cached = recorder?.finish();
+      if (cached !== undefined && cached !== "stored") logger.debug({ outcome: cached }, "answer not cached");
     },
 
     async embed(req, ctx) {
@@ -111,6 +134,18 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       const result = await runWithFallback(options, (id, signal) =>
         models.embed(model(id), request, { context: req.context, deadline: ctx.deadline, signal }),
       );
+      const usage = result.value.usage;
+      if (usage !== undefined && served !== undefined) {
+        const tally = new ServedUsage(() => 0);
+        tally.add(model(result.model), usage, false);
+        served.record(req.context, tally.result()!, {
+          modelRequested: request.model,
+          status: "ok",
+          endpoint: "embeddings",
+          stream: false,
+          traceId: currentTraceIds().traceId,
+        });
+      }
       return { response: result.value, route: routeInfo(model(result.model), result.attempts) };
     },
 
