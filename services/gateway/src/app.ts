@@ -33,6 +33,7 @@ import { hashSecret } from "./domain/keys.js";
 import { correlationId, mintRequestId } from "./domain/request-id.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
 import { registerAdminRoutes } from "./http/admin.routes.js";
+import { registerAnthropicRoutes } from "./http/anthropic.routes.js";
 import { registerErrorHandler } from "./http/errors.js";
 import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
@@ -168,6 +169,7 @@ export function createApp(
   registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);
   registerOpenAIRoutes(http, { flow, router });
+  registerAnthropicRoutes(http, { flow, catalog: () => catalog.current, logger });
   registerAdminRoutes(http, {
     keys,
     adminKeyHash,

@@ -45,7 +45,7 @@ export interface ChatCall {
   requestId: string;
   request: ChatRequest;
   signal: AbortSignal;
-  endpoint: "chat" | "embeddings";
+  endpoint: "chat" | "embeddings" | "messages";
 }
 
 /** A chat request that passed every check and has its first chunk: from here the response can start. */

@@ -33,7 +33,7 @@ export class UsageDraft {
       requestId: string;
       modelRequested: string;
       user: string;
-      endpoint: "chat" | "embeddings";
+      endpoint: "chat" | "embeddings" | "messages";
       signal: AbortSignal;
     },
     readonly stream: boolean,

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { AppError, toHttpError } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { metrics } from "../metrics.js";
 
 /** Fastify's own errors (bad JSON, body too large, wrong content type) as AppErrors with the right status. */
@@ -60,22 +60,46 @@ function drain(req: IncomingMessage): Promise<void> {
   });
 }
 
-/** One error mapping for every route: OpenAI's error body with the request id, and the status of the AppError. */
-export function registerErrorHandler(app: FastifyInstance, logger: Logger): void {
-  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+/**
+ * How a wire format words an error: the status (`status` when the handler imposes one, e.g. 413), headers and body
+ * for an error, with the request id.
+ */
+export type ErrorRenderer = (
+  err: unknown,
+  requestId: string,
+  status: number | undefined,
+) => { status: number; headers: Record<string, string>; body: unknown; error: AppError };
+
+/** OpenAI's error body `{ error: { message, type, code, param, request_id } }` and the status of the AppError. */
+export const openAIErrors: ErrorRenderer = (err, requestId, status) => {
+  const mapped = toHttpError(err, requestId);
+  return { ...mapped, status: status ?? mapped.status };
+};
+
+/**
+ * The error handler of a set of routes: Fastify's own errors as AppErrors, a 413 read to the end, INTERNAL errors
+ * logged, rate-limit refusals counted, then the body `render` words.
+ */
+export function errorHandler(logger: Logger, render: ErrorRenderer) {
+  return async (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const appErr = fromFastify(err) ?? err;
-    const mapped = toHttpError(appErr, req.id);
-    let status = mapped.status;
-    if ((appErr as AppError).reason === "request_too_large") {
-      status = 413;
-      await drain(req.raw);
-    }
+    const tooLarge = (appErr as AppError).reason === "request_too_large";
+    const mapped = render(appErr, req.id, tooLarge ? 413 : undefined);
+    if (tooLarge) await drain(req.raw);
     if (mapped.error.code === "INTERNAL") logger.error({ err, request_id: req.id }, "request failed");
     if (mapped.error.reason === "rate_limit_exceeded") {
       metrics.rateLimited.inc({ limit: mapped.error.message.includes("tokens") ? "tokens" : "requests" });
     }
-    return reply.code(status).headers(mapped.headers).send(mapped.body);
-  });
+    return reply.code(mapped.status).headers(mapped.headers).send(mapped.body);
+  };
+}
+
+/**
+ * One error mapping for every route: OpenAI's error body with the request id, and the status of the AppError.
+ * Routes of another wire format set their own renderer in their encapsulated scope (anthropic.routes.ts).
+ */
+export function registerErrorHandler(app: FastifyInstance, logger: Logger): void {
+  app.setErrorHandler(errorHandler(logger, openAIErrors));
   // An empty body with a JSON content type (what many clients send on DELETE) is no body, not invalid JSON; routes
   // that need a body say so themselves.
   // Fastify's own JSON parser (it refuses __proto__ and constructor poisoning) behind the empty-body check.

@@ -39,7 +39,7 @@ function parse<T>(
 }
 
 /** Aborts when the client goes away before the response is complete. */
-function clientGone(reply: FastifyReply): AbortSignal {
+export function clientGone(reply: FastifyReply): AbortSignal {
   const ac = new AbortController();
   reply.raw.on("close", () => {
     if (!reply.raw.writableFinished) ac.abort(new AppError("CANCELLED", "client closed the connection"));
