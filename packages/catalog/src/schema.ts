@@ -79,11 +79,13 @@ export const ModelEntrySchema = z.discriminatedUnion("engine", [LocalModel, Open
 export const CatalogSchema = z
   .object({
     models: z.array(ModelEntrySchema).min(1),
-    /** Sections owned by other services (routes, guard, limits, budgets): validated by their owners. */
+    /** Sections owned by other services (routes, guard, limits, budgets, auth): validated by their owners. */
     routes: z.record(z.string(), z.unknown()).optional(),
     guard: z.record(z.string(), z.unknown()).optional(),
     limits: z.record(z.string(), z.unknown()).optional(),
     budgets: z.record(z.string(), z.unknown()).optional(),
+    /** The gateway's sign-in options (`auth.jwt`); never secrets, only issuers, audiences and public keys. */
+    auth: z.record(z.string(), z.unknown()).optional(),
   })
   .strict()
   .superRefine((catalog, ctx) => {

@@ -13,6 +13,7 @@ export {
 export { type JournalRedis, RedisOutboxJournal } from "./redis-journal.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";
 export {
+  AuditTrailEvent,
   BudgetThresholdEvent,
   deadLetterSubject,
   decodeEvent,

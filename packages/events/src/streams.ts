@@ -43,6 +43,15 @@ export const StreamSpecs: Record<string, Partial<StreamConfig> & { name: string;
     storage: StorageType.File,
     max_age: 7 * DAY_NS,
   },
+  LLM_AUDIT: {
+    name: "LLM_AUDIT",
+    subjects: [Subjects.audit],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    // An audit trail outlives the usage ledger's window: a year, published again with the same id at most once.
+    max_age: 365 * DAY_NS,
+    duplicate_window: nanos(10 * 60 * 1000),
+  },
   LLM_DEADLETTER: {
     name: "LLM_DEADLETTER",
     subjects: [`${Subjects.deadLetterPrefix}.>`],

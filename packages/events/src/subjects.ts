@@ -1,4 +1,10 @@
-import { BudgetThresholdCrossed, GuardDecision, JobSubmitted, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import {
+  AuditEvent,
+  BudgetThresholdCrossed,
+  GuardDecision,
+  JobSubmitted,
+  UsageRecorded,
+} from "@tokenmesh/proto/events/v1/events";
 
 /** Every NATS subject Tokenmesh uses. Declared here only. */
 export const Subjects = {
@@ -8,6 +14,8 @@ export const Subjects = {
   budgetThreshold: "llm.budget.threshold.v1",
   guardDecision: "llm.guard.decision.v1",
   jobSubmitted: "llm.jobs.submitted.v1",
+  /** One per change made through the admin API: who, what, when, the request id; never a secret. */
+  audit: "llm.audit.v1",
   /** Messages a consumer gave up on: `llm.deadletter.v1.<original subject>`. */
   deadLetterPrefix: "llm.deadletter.v1",
 } as const;
@@ -63,6 +71,13 @@ export const JobSubmittedEvent: EventType<JobSubmitted> = {
   subject: Subjects.jobSubmitted,
   stream: "LLM_JOBS",
   codec: JobSubmitted,
+};
+
+/** Admin changes (keys, budgets, admin credentials, jobs); `Nats-Msg-Id` = the admin request's id. */
+export const AuditTrailEvent: EventType<AuditEvent> = {
+  subject: Subjects.audit,
+  stream: "LLM_AUDIT",
+  codec: AuditEvent,
 };
 
 const encoder = new TextEncoder();
