@@ -24,6 +24,10 @@ export interface Mesh {
   otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
   processes: Map<string, ServiceProcess>;
   catalogPath: string;
+  /** Kills a service the hard way (SIGKILL) and waits until it is gone. */
+  kill(name: string): Promise<void>;
+  /** Starts a killed or stopped service again, same ports and environment, and waits until it is ready. */
+  restart(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -68,6 +72,12 @@ models:
     api_key_env: FAKE_OPENAI_KEY
     upstream_model: gpt-4o-mini
     price: { input_per_mtok: 1000, output_per_mtok: 1000 }
+  - id: gpt-slow
+    engine: openai
+    base_url: ${openaiUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: gpt-4o-mini+slow-40
+    price: { input_per_mtok: 1, output_per_mtok: 1 }
   - id: flaky-to-priced
     engine: openai
     base_url: ${openaiUrl}
@@ -161,8 +171,9 @@ export async function startMesh(options: {
     TOKENMESH_ADMIN_KEY: ADMIN_KEY,
     ...options.env,
   };
+  const specs = new Map<string, Parameters<typeof spawnService>[0]>();
   const start = async (name: string, service: string, env: Record<string, string>, readyUrl: string) => {
-    const p = await spawnService({
+    const spec = {
       name,
       cmd: process.execPath,
       args: ["--import", "@tokenmesh/telemetry/register", "dist/main.js"],
@@ -171,8 +182,9 @@ export async function startMesh(options: {
       readyUrl,
       readyTimeoutMs: 60_000,
       stopTimeoutMs: 8_000,
-    });
-    processes.set(name, p);
+    };
+    specs.set(name, spec);
+    processes.set(name, await spawnService(spec));
   };
   const gateways: Mesh["gateways"] = [];
   try {
@@ -235,6 +247,17 @@ export async function startMesh(options: {
     otlp,
     processes,
     catalogPath,
+    async kill(name) {
+      const p = processes.get(name);
+      if (!p) throw new Error(`no service ${name}`);
+      p.child.kill("SIGKILL");
+      await p.waitForExit(10_000);
+    },
+    async restart(name) {
+      const spec = specs.get(name);
+      if (!spec) throw new Error(`no service ${name}`);
+      processes.set(name, await spawnService(spec));
+    },
     async stop() {
       const order = [...processes.entries()].reverse();
       for (const [, p] of order) await p.stop();

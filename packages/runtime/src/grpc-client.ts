@@ -27,6 +27,10 @@ export function createGrpcClient<C extends Client>(
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.max_receive_message_length": 16 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
+    // A peer that restarts (a crash, a rollout) is reconnected to within a second, not after grpc-js' default
+    // backoff of up to two minutes.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1_000,
     ...options,
   });
 }

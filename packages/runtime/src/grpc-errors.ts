@@ -50,6 +50,9 @@ export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: stat
   return { code: toStatus[e.code], details: e.message, metadata };
 }
 
+/** The reason of an UNAVAILABLE that came from the transport, not from the peer (connection refused or reset). */
+export const PEER_UNREACHABLE = "peer_unreachable";
+
 /**
  * Turns a gRPC client error back into the AppError the peer raised (from the trailer), or, for errors that did not
  * come from a Tokenmesh handler (connection refused, deadline), an AppError derived from the status code.
@@ -75,6 +78,11 @@ export function fromGrpcError(err: unknown): AppError {
     }
   }
   const code = fromStatus.get(se.code) ?? "INTERNAL";
-  // A peer that cannot be reached is UNAVAILABLE and worth retrying; anything else keeps the code's default.
-  return new AppError(code, se.details || se.message || code, { cause: err });
+  // A peer that cannot be reached is UNAVAILABLE and worth retrying; anything else keeps the code's default. Without
+  // the peer's own error detail, UNAVAILABLE means the transport failed (refused, reset): `peer_unreachable`, which a
+  // circuit breaker should not blame on a model.
+  return new AppError(code, se.details || se.message || code, {
+    cause: err,
+    ...(code === "UNAVAILABLE" ? { reason: PEER_UNREACHABLE } : {}),
+  });
 }

@@ -2,7 +2,7 @@ export { abortedError, raceAbort, sleep, throwIfAborted } from "./abort.js";
 export { ConfigError, commonEnv, env, parseEnv } from "./config.js";
 export * from "./errors.js";
 export { type CallParams, callStream, callUnary, createGrpcClient } from "./grpc-client.js";
-export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, toGrpcStatus } from "./grpc-errors.js";
+export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, PEER_UNREACHABLE, toGrpcStatus } from "./grpc-errors.js";
 export {
   type BidiHandler,
   type CallContext,

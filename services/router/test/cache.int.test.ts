@@ -84,6 +84,7 @@ function scriptedInference() {
           call.ended = "cancelled";
           return;
         }
+        if (rid.startsWith("slow_")) await new Promise((resolve) => setTimeout(resolve, 200));
         yield chunk([delta(` to ${prompt}`)]);
         yield chunk([delta("", rid.startsWith("nofinish_") ? 0 : 1)]);
         yield chunk([], { inputTokens: 7, outputTokens: 5, cachedTokens: 0 });
@@ -242,11 +243,11 @@ describe("router exact cache over gRPC and Redis", () => {
     expect((await route(a.client, prompt))[0]?.route?.cacheHit).toBe(true);
   });
 
-  it("does not store a stream the caller cancelled", async () => {
+  it("does not store a stream the caller cancelled, and stops its generation", async () => {
     const prompt = uniqueName("prompt");
     const stream = callStream(a.client.route.bind(a.client), {
       context: { requestId: uniqueName("hang"), keyId: "k", team: "", user: "", priority: 0 },
-      request: chatRequest(prompt),
+      request: chatRequest(prompt, { stream: true }),
     });
     expect((await stream.next()).value?.route?.cacheHit).toBe(false);
     expect((await stream.next()).value?.chunk?.choices[0]?.content).toMatch(/^answer /);
@@ -256,6 +257,20 @@ describe("router exact cache over gRPC and Redis", () => {
     const again = await route(a.client, prompt);
     expect(again[0]?.route?.cacheHit).toBe(false);
     expect(inference.calls(prompt)).toHaveLength(2);
+  });
+
+  it("reads a non-streamed answer whose caller left to its end (it is billed), without caching it", async () => {
+    const prompt = uniqueName("prompt");
+    const stream = callStream(a.client.route.bind(a.client), {
+      context: { requestId: uniqueName("slow"), keyId: "k", team: "", user: "", priority: 0 },
+      request: chatRequest(prompt),
+    });
+    expect((await stream.next()).value?.route?.cacheHit).toBe(false);
+    await stream.return(undefined);
+    await waitFor(() => inference.calls(prompt)[0]?.ended !== "open", { description: "generation ended" });
+    expect(inference.calls(prompt)[0]?.ended).toBe("ok");
+    await a.app.cache.settled();
+    expect((await route(a.client, prompt))[0]?.route?.cacheHit).toBe(false);
   });
 
   it("does not store an answer without a finish reason", async () => {

@@ -215,7 +215,7 @@ describe("router calling remote providers in-process", () => {
         waitFor(
           async () => {
             const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
-              filter_subject: UsageServedEvent.subject,
+              filter_subjects: UsageServedEvent.subject,
               deliver_policy: DeliverPolicy.All,
             });
             const batch = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });

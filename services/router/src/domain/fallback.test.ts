@@ -263,4 +263,15 @@ describe("runWithFallback with a circuit breaker", () => {
     expect(breaker.failures).toEqual(["a"]);
     expect(breaker.successes).toEqual(["a"]);
   });
+
+  it("does not blame a model for our own peer being unreachable (inference restarting)", async () => {
+    const breaker = memoryBreaker(new Set());
+    let n = 0;
+    const result = await runWithFallback(options(["a"], { breaker }).opts, async () => {
+      if (n++ === 0) throw new AppError("UNAVAILABLE", "connect ECONNREFUSED", { reason: "peer_unreachable" });
+      return "ok";
+    });
+    expect(result.value).toBe("ok");
+    expect(breaker.failures).toEqual([]);
+  });
 });

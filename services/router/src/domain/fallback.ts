@@ -1,4 +1,4 @@
-import { AppError, sleep as abortableSleep, abortedError, toAppError } from "@tokenmesh/runtime";
+import { AppError, sleep as abortableSleep, abortedError, PEER_UNREACHABLE, toAppError } from "@tokenmesh/runtime";
 import { backoffDelay } from "./backoff.js";
 import type { RetryPolicy } from "./routes.js";
 
@@ -131,7 +131,8 @@ export async function runWithFallback<R>(
         throw error;
       }
       observer?.attempt?.({ model, attempt: n, outcome: "retryable_error", error });
-      await breaker?.recordFailure(model);
+      // Our own peer being unreachable (inference restarting) says nothing about the model: retry, don't blame it.
+      if (error.reason !== PEER_UNREACHABLE) await breaker?.recordFailure(model);
       lastError = error;
       previous = { model, error };
       if ((!isLast && MOVE_ON_CODES.has(error.code)) || n >= policy.maxAttempts) break;

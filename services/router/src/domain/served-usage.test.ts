@@ -43,6 +43,13 @@ const drain = async (it: AsyncIterable<unknown>, stopAfter = Number.POSITIVE_INF
 const m = { id: "gpt", engine: "openai" };
 
 describe("ServedUsage", () => {
+  it("with drainOnCancel, reads an abandoned attempt to its end in the background and counts all of it", async () => {
+    const served = new ServedUsage(() => 7);
+    await drain(served.track(m, stream([text("one"), text("two"), usage(7, 40)]), { drainOnCancel: true }), 1);
+    await served.settled();
+    expect(served.result()).toMatchObject({ inputTokens: 7, outputTokens: 40, estimated: false });
+  });
+
   it("counts the provider's usage when it arrives", async () => {
     const served = new ServedUsage(() => 99);
     await drain(served.track(m, stream([text("hello there"), usage(12, 2)])));
@@ -62,13 +69,12 @@ describe("ServedUsage", () => {
     const served = new ServedUsage(() => 5);
     await drain(served.track(m, stream([text("x")], 0)));
     expect(served.result()).toBeUndefined();
-    await drain(served.track({ id: "slow", engine: "anthropic" }, stream([text("a b c")])), 1);
-    served.add({ id: "slow", engine: "anthropic" }, { inputTokens: 5, outputTokens: 3, cachedTokens: 0 }, true, true);
+    await drain(served.track({ id: "slow", engine: "anthropic" }, stream([text("a b c")]), { discarded: true }), 1);
     await drain(served.track(m, stream([text("fast answer"), usage(5, 2)])));
     expect(served.result()).toMatchObject({
       model: "gpt",
-      inputTokens: 15,
-      outputTokens: 8,
+      inputTokens: 10,
+      outputTokens: 5,
       discardedOutputTokens: 3,
       estimated: true,
     });

@@ -24,6 +24,7 @@ export interface ServedTotals {
  */
 export class ServedUsage {
   private totals: ServedTotals | undefined;
+  private readonly pending: Promise<void>[] = [];
 
   /** @param inputEstimate the request's estimated input tokens, for attempts whose usage never arrives */
   constructor(private readonly inputEstimate: () => number) {}
@@ -31,40 +32,80 @@ export class ServedUsage {
   /**
    * Passes `chunks` through unchanged while counting them as one attempt of `model`; the attempt is recorded when
    * the stream ends, fails or is abandoned. `discarded` says its answer does not reach the client.
+   *
+   * With `drainOnCancel`, a consumer that stops reading early does not end the attempt: the rest is read (and
+   * counted) in the background, so an answer the provider is producing anyway (a non-streamed request is generated
+   * and billed whole) is billed even when its caller is gone. The source must then not be tied to the caller's
+   * cancellation. `settled()` waits for such drains.
    */
   async *track(
     model: { id: string; engine: string },
     chunks: AsyncIterable<ChatChunk>,
-    discarded = false,
+    options: { discarded?: boolean; drainOnCancel?: boolean } = {},
   ): AsyncGenerator<ChatChunk> {
-    let usage: Usage | undefined;
-    let outputEstimate = 0;
-    let produced = false;
-    try {
-      for await (const chunk of chunks) {
-        if (chunk.usage) usage = chunk.usage;
-        for (const d of chunk.choices) {
-          if (d.content) outputEstimate += estimateTextTokens(d.content);
-          if (d.refusal) outputEstimate += estimateTextTokens(d.refusal);
-          for (const tc of d.toolCalls) {
-            if (tc.function?.arguments) outputEstimate += estimateTextTokens(tc.function.arguments);
-            if (tc.function?.name) produced = true;
-          }
-          if (d.content || d.refusal) produced = true;
+    const attempt = { usage: undefined as Usage | undefined, outputEstimate: 0, produced: false };
+    const count = (chunk: ChatChunk) => {
+      if (chunk.usage) attempt.usage = chunk.usage;
+      for (const d of chunk.choices) {
+        if (d.content) attempt.outputEstimate += estimateTextTokens(d.content);
+        if (d.refusal) attempt.outputEstimate += estimateTextTokens(d.refusal);
+        for (const tc of d.toolCalls) {
+          if (tc.function?.arguments) attempt.outputEstimate += estimateTextTokens(tc.function.arguments);
+          if (tc.function?.name) attempt.produced = true;
         }
-        yield chunk;
+        if (d.content || d.refusal) attempt.produced = true;
+      }
+    };
+    const record = () => {
+      const discarded = options.discarded ?? false;
+      if (attempt.usage !== undefined) this.add(model, attempt.usage, false, discarded);
+      else if (attempt.produced) {
+        const estimate = { inputTokens: this.inputEstimate(), outputTokens: attempt.outputEstimate, cachedTokens: 0 };
+        this.add(model, estimate, true, discarded);
+      }
+    };
+    const iterator = chunks[Symbol.asyncIterator]();
+    let ended = false;
+    let failed = false;
+    try {
+      for (;;) {
+        let next: IteratorResult<ChatChunk>;
+        try {
+          next = await iterator.next();
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+        if (next.done) {
+          ended = true;
+          break;
+        }
+        count(next.value);
+        yield next.value;
       }
     } finally {
-      if (usage !== undefined) this.add(model, usage, false, discarded);
-      else if (produced) {
-        this.add(
-          model,
-          { inputTokens: this.inputEstimate(), outputTokens: outputEstimate, cachedTokens: 0 },
-          true,
-          discarded,
+      if (!ended && !failed && options.drainOnCancel) {
+        this.pending.push(
+          (async () => {
+            try {
+              for (let next = await iterator.next(); !next.done; next = await iterator.next()) count(next.value);
+            } catch {
+              // the attempt failed on its own: what it served so far is counted below
+            } finally {
+              record();
+            }
+          })(),
         );
+      } else {
+        if (!ended && !failed) await iterator.return?.();
+        record();
       }
     }
+  }
+
+  /** Resolves once every attempt drained in the background (see `drainOnCancel`) has ended. */
+  async settled(): Promise<void> {
+    await Promise.all(this.pending);
   }
 
   /** Records a whole attempt's usage (embeddings, or a call whose usage is known at once). */

@@ -90,8 +90,15 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
       // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
       const tally = new ServedUsage(() => estimateMessageTokens(request.messages));
-      const generate: Generator<ChatRequest, ChatChunk> = (id, r, signal) =>
-        tally.track(model(id), models.generate(model(id), r, { ...call, signal }));
+      // A streamed answer stops when its caller goes (the provider stops generating and bills what it made); a
+      // non-streamed one is generated whole anyway, so it is read to its end and billed even if the caller is gone
+      // (its own timeout still bounds it).
+      const generate: Generator<ChatRequest, ChatChunk> = request.stream
+        ? (id, r, signal) => tally.track(model(id), models.generate(model(id), r, { ...call, signal }))
+        : (id, r) =>
+            tally.track(model(id), models.generate(model(id), r, { ...call, signal: new AbortController().signal }), {
+              drainOnCancel: true,
+            });
       let recorder: AnswerRecorder<ChatChunk> | undefined;
       let outcome = "error";
       try {
@@ -111,16 +118,18 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
         outcome = "ok";
       } finally {
         if (ctx.signal.aborted) outcome = "cancelled";
-        const totals = tally.result();
-        if (totals !== undefined) {
+        const traceId = currentTraceIds().traceId;
+        void tally.settled().then(() => {
+          const totals = tally.result();
+          if (totals === undefined) return;
           served?.record(req.context, totals, {
             modelRequested: request.model,
             status: outcome,
             endpoint: "chat",
             stream: request.stream,
-            traceId: currentTraceIds().traceId,
+            traceId,
           });
-        }
+        });
       }
       // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
       if (ctx.signal.aborted) return;
