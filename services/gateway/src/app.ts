@@ -4,6 +4,7 @@ import {
   connectNats,
   EventPublisher,
   ensureStreams,
+  type JetStreamClient,
   jetstream,
   jetstreamManager,
   type NatsConnection,
@@ -17,18 +18,22 @@ import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@
 import { trace } from "@tokenmesh/telemetry";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
+import { RedisAdminStore } from "./adapters/admin-store.js";
+import { JetStreamAuditLog } from "./adapters/audit-log.js";
 import { BudgetView } from "./adapters/budget-view.js";
 import { GrpcCost } from "./adapters/cost.client.js";
 import { InProcessGuard } from "./adapters/guard.in-process.js";
 import { guardDecisionSink } from "./adapters/guard-decision.publisher.js";
 import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
 import { RedisHardScopes } from "./adapters/hard-scopes.js";
+import { JoseJwtVerifier } from "./adapters/jwt-verifier.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
 import { GrpcRouter } from "./adapters/router.client.js";
 import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";
 import { ChatFlow } from "./domain/chat-flow.js";
+import { compileAuthSection } from "./domain/jwt-auth.js";
 import { hashSecret } from "./domain/keys.js";
 import { correlationId, mintRequestId } from "./domain/request-id.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
@@ -58,7 +63,20 @@ export function createApp(
   const catalog = new LiveCatalog({ path: config.MESH_CONFIG, derive: (c) => c, logger });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
-  const keys = new RedisKeyStore(redis);
+  // JWT sign-in (`auth.jwt`) reloads with the catalog; the verifier reads the section in force for every token.
+  const auth = new LiveCatalog({
+    path: config.MESH_CONFIG,
+    derive: (c) => ({ jwt: compileAuthSection(c.auth) }),
+    logger,
+    what: "auth",
+  });
+  const jwt = new JoseJwtVerifier({ config: () => (auth.loaded ? auth.current.jwt : undefined), logger });
+  const keys = new RedisKeyStore(redis, jwt);
+  const admins = new RedisAdminStore(redis);
+  let auditPublisher: EventPublisher | undefined;
+  let auditJs: JetStreamClient | undefined;
+  let auditRecoverTimer: NodeJS.Timeout | undefined;
+  const audit = new JetStreamAuditLog({ publisher: () => auditPublisher, js: () => auditJs, logger });
   const limiter = new RedisRateLimiter(redis);
   // The guard's deterministic tier runs in-process; GUARD_ADDR is called only for policies with `guard.deep`.
   const guardPolicies = new LiveCatalog<PolicySet>({
@@ -173,6 +191,8 @@ export function createApp(
   registerAdminRoutes(http, {
     keys,
     adminKeyHash,
+    admins,
+    audit,
     cost,
     onBudgetSet: (scope, id, hard) => budgets.budgetSet(scope, id, hard),
   });
@@ -182,6 +202,10 @@ export function createApp(
   // flush usage events, then close connections.
   lifecycle.onShutdown("http: close", ShutdownPhase.StopIntake, () => http.close());
   lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => catalog.close());
+  lifecycle.onShutdown("auth: unwatch", ShutdownPhase.StopIntake, () => {
+    auth.close();
+    clearInterval(auditRecoverTimer);
+  });
   lifecycle.onShutdown("guard policy: unwatch", ShutdownPhase.StopIntake, () => guardPolicies.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
@@ -189,6 +213,7 @@ export function createApp(
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
   lifecycle.onShutdown("guard events: flush", ShutdownPhase.FlushEvents, () => guardPublisher?.flush(1_000));
+  lifecycle.onShutdown("audit events: flush", ShutdownPhase.FlushEvents, () => auditPublisher?.flush(1_000));
   lifecycle.onShutdown("clients: close", ShutdownPhase.CloseConnections, () => {
     guard.close();
     router.close();
@@ -208,6 +233,7 @@ export function createApp(
     async start() {
       await catalog.start();
       await guardPolicies.start();
+      await auth.start();
       await redis.connect();
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-gateway", logger });
       await ensureStreams(await jetstreamManager(nc), [
@@ -216,9 +242,25 @@ export function createApp(
         "LLM_JOBS",
         "LLM_DEADLETTER",
         "LLM_GUARD",
+        "LLM_AUDIT",
       ]);
       const js = jetstream(nc);
       guardPublisher = new EventPublisher({ js, logger, name: "gateway-guard" });
+      // Every audit event is journaled before it is sent: a change is never left unaudited by a crash.
+      auditJs = js;
+      auditPublisher = new EventPublisher({
+        js,
+        logger,
+        name: "gateway-audit",
+        journal: new RedisOutboxJournal(redis, "audit"),
+      });
+      await auditPublisher.recover(RECOVER_AFTER_MS);
+      auditRecoverTimer = setInterval(() => {
+        auditPublisher
+          ?.recover(RECOVER_AFTER_MS)
+          .catch((err: Error) => logger.warn({ err: err.message }, "audit outbox recovery failed"));
+      }, RECOVER_AFTER_MS / 2);
+      auditRecoverTimer.unref();
       publisher = new EventPublisher({
         js,
         logger,

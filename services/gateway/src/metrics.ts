@@ -26,4 +26,12 @@ export const metrics = {
     ["stage", "tier"],
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 2.5, 5],
   ),
+  jwksFetches: counter("tokenmesh_gateway_jwks_fetches_total", "JWKS fetches for JWT sign-in, by outcome ok or error", [
+    "outcome",
+  ]),
+  auditEvents: counter(
+    "tokenmesh_gateway_audit_events_total",
+    "Audit events of admin changes, by action and publish outcome ok or error",
+    ["action", "outcome"],
+  ),
 };

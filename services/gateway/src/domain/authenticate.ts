@@ -1,22 +1,30 @@
 import { type Catalog, findModel, type ModelEntry } from "@tokenmesh/catalog";
 import { AppError } from "@tokenmesh/runtime";
+import { looksLikeJwt, principalFromClaims } from "./jwt-auth.js";
 import { bearerToken, hashSecret, modelAllowed, type Principal, principalOf, sameHash } from "./keys.js";
-import type { KeyStore } from "./ports.js";
+import type { JwtVerifier, KeyStore } from "./ports.js";
 
 /** The admin principal: all models, no limits, no budgets. */
 const ADMIN: Principal = { keyId: "admin", name: "admin", team: "", user: "", models: [], rpm: 0, tpm: 0, admin: true };
 
 /**
- * Resolves the caller from `Authorization: Bearer <key>` (design step 1): the operator's admin key, or a virtual
- * key looked up by its SHA-256 hash and compared in constant time. Throws UNAUTHENTICATED (`invalid_api_key`)
- * for a missing, malformed or unknown key.
+ * Resolves the caller from `Authorization: Bearer <key or JWT>` (design step 1): the operator's admin key, a
+ * virtual key looked up by its SHA-256 hash and compared in constant time, or, when the catalog configures
+ * `auth.jwt`, a JWT whose team and user come from its signed claims (jwt-auth.ts). Throws UNAUTHENTICATED
+ * (`invalid_api_key`) for a missing, malformed, unknown or invalid credential.
  */
 export class Authenticator {
+  private readonly jwt: JwtVerifier | undefined;
+
   constructor(
     private readonly keys: KeyStore,
     /** The operator's admin key (SHA-256 hex), if one is configured. */
     private readonly adminKeyHash: string | undefined,
-  ) {}
+    /** Verifies bearer JWTs; defaults to the one the key store carries. */
+    jwt?: JwtVerifier,
+  ) {
+    this.jwt = jwt ?? keys.jwt;
+  }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const token = bearerToken(authorization);
@@ -27,6 +35,11 @@ export class Authenticator {
     }
     const hash = hashSecret(token);
     if (this.adminKeyHash && sameHash(hash, this.adminKeyHash)) return ADMIN;
+    // A virtual key (`tm-…`) never has a JWT's shape, so a JWT is never looked up as a key and vice versa.
+    if (this.jwt?.enabled() && looksLikeJwt(token)) {
+      const { claims, config } = await this.jwt.verify(token);
+      return principalFromClaims(config, claims);
+    }
     const record = await this.keys.byHash(hash);
     if (!record || !sameHash(record.hash, hash)) {
       throw new AppError("UNAUTHENTICATED", "Incorrect API key provided", { reason: "invalid_api_key" });

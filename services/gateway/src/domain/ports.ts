@@ -9,6 +9,8 @@ import type {
 } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import type { AdminRecord, AuditEntry, AuditQuery } from "./admin-access.js";
+import type { JwtAuth } from "./jwt-auth.js";
 import type { KeyRecord } from "./keys.js";
 
 /** The ports the gateway's flows need; adapters/ implements them over gRPC, Redis and NATS. */
@@ -94,6 +96,50 @@ export interface KeyStore {
   get(id: string): Promise<KeyRecord | undefined>;
   revoke(id: string): Promise<boolean>;
   byHash(hash: string): Promise<KeyRecord | undefined>;
+  /**
+   * Bearer JWTs accepted beside these keys (the catalog's `auth.jwt`), when the wiring attaches a verifier. It
+   * travels with the key store because ChatFlow builds its Authenticator from the store and the admin key alone.
+   */
+  readonly jwt?: JwtVerifier;
+}
+
+/** Admin credentials (admin-access.ts), stored like virtual keys: by id and by the SHA-256 of their secret. */
+export interface AdminStore {
+  create(record: AdminRecord): Promise<void>;
+  list(): Promise<AdminRecord[]>;
+  get(id: string): Promise<AdminRecord | undefined>;
+  /** Deletes a credential; false when it did not exist. Effective on every replica within a second. */
+  revoke(id: string): Promise<boolean>;
+  byHash(hash: string): Promise<AdminRecord | undefined>;
+}
+
+/** The audit trail of admin changes (`llm.audit.v1` on the LLM_AUDIT stream). */
+export interface AuditLog {
+  /**
+   * Publishes one change. Resolves once JetStream stored it or, if that takes too long, once it is safe in the
+   * outbox (stored later, exactly once: the request id is its Nats-Msg-Id). Never throws for a NATS outage.
+   */
+  record(entry: AuditEntry): Promise<void>;
+  /** Matching changes, newest first, at most `query.limit`; `truncated` when older events were not scanned. */
+  list(query: AuditQuery): Promise<{ events: AuditEntry[]; truncated: boolean }>;
+}
+
+/** A bearer JWT whose signature and registered claims checked out, with the `auth.jwt` options that checked it. */
+export interface VerifiedJwt {
+  claims: Record<string, unknown>;
+  config: JwtAuth;
+}
+
+/** Verifies bearer JWTs against the catalog's `auth.jwt` (adapters/jwt-verifier.ts, over jose and the JWKS). */
+export interface JwtVerifier {
+  /** Whether the catalog in force configures JWT sign-in. */
+  enabled(): boolean;
+  /**
+   * Checks the algorithm (asymmetric only), signature, `iss`, `aud`, `exp` (required) and `nbf` within the
+   * configured clock skew; throws InvalidTokenError for a token that fails any of them, UNAVAILABLE when no key
+   * could be obtained at all (IdP unreachable and nothing cached).
+   */
+  verify(token: string): Promise<VerifiedJwt>;
 }
 
 export interface RateLimiter {
