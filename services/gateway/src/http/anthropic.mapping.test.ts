@@ -3,6 +3,7 @@ import {
   type ChatDelta,
   ChatResponse,
   FinishReason,
+  ResponseFormatType,
   Role,
   ToolChoiceMode,
 } from "@tokenmesh/proto/common/v1/chat";
@@ -114,8 +115,41 @@ describe("Anthropic request → ChatRequest", () => {
         { role: Role.ROLE_USER, content: "and tomorrow?" },
       ],
     },
+    {
+      name: "a system turn inside messages keeps its place",
+      body: {
+        messages: [
+          user("hi"),
+          { role: "system", content: [{ type: "text", text: "From now on, answer in French." }] },
+          user("bonjour"),
+        ],
+      },
+      messages: [
+        { role: Role.ROLE_USER, content: "hi" },
+        { role: Role.ROLE_SYSTEM, content: "From now on, answer in French." },
+        { role: Role.ROLE_USER, content: "bonjour" },
+      ],
+    },
   ])("$name", ({ body, messages }) => {
-    expect(req(body).messages).toMatchObject(messages);
+    const r = req(body);
+    expect(r.messages).toHaveLength(messages.length);
+    expect(r.messages).toMatchObject(messages);
+  });
+
+  it("carries output_config.format as a JSON-schema response format; thinking and effort are accepted and dropped", () => {
+    const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"] };
+    const r = req({
+      messages: [user("hi")],
+      thinking: { type: "adaptive" },
+      output_config: { effort: "low", format: { type: "json_schema", schema } },
+    });
+    expect(r.responseFormat).toEqual({
+      type: ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+      jsonSchema: { name: "output", description: "", schema, strict: true },
+    });
+    expect(req({ messages: [user("hi")], thinking: { type: "enabled", budget_tokens: 2048 } }).responseFormat).toBe(
+      undefined,
+    );
   });
 
   it("maps sampling, limits, tools, tool choice and metadata", () => {
@@ -190,11 +224,6 @@ describe("Anthropic request → ChatRequest", () => {
     },
     { name: "temperature above 1", body: { ...base, messages: [user("x")], temperature: 1.5 }, param: "temperature" },
     { name: "no messages", body: { ...base, messages: [] }, param: "messages" },
-    {
-      name: "a system role in messages",
-      body: { ...base, messages: [{ role: "system", content: "x" }] },
-      param: "messages.0.role",
-    },
     {
       name: "an unsupported block type, by name",
       body: { ...base, messages: [user([{ type: "document", source: {} }])] },

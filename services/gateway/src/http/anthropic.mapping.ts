@@ -5,6 +5,7 @@ import {
   type ChatResponse,
   type ContentPart,
   FinishReason,
+  ResponseFormatType,
   Role,
   type Tool,
   type ToolCall,
@@ -20,6 +21,8 @@ import type { AnthropicMessageParam, ContentBlock, CountTokensBody, MessagesBody
 // and stream alike. What the proto cannot carry is listed where it is dropped:
 // - cache_control (prompt caching breakpoints) on any block or tool: accepted, not forwarded;
 // - thinking / redacted_thinking blocks replayed in assistant turns, and the `thinking` option: accepted, dropped;
+// - output_config.effort: dropped (output_config.format is carried as a JSON-schema response format);
+// - a system turn inside `messages` keeps its place for other models; an Anthropic upstream gets it in `system`;
 // - several system blocks become several system messages (an Anthropic upstream gets them joined by blank lines);
 // - the order of text and tool_use blocks within one assistant turn (text first, then the calls);
 // - text citations; images inside tool_result (refused, not dropped);
@@ -68,16 +71,24 @@ function toolResultMessage(b: Extract<ContentBlock, { type: "tool_result" }>, pa
   });
 }
 
+const ROLES = { user: Role.ROLE_USER, assistant: Role.ROLE_ASSISTANT, system: Role.ROLE_SYSTEM } as const;
+
 /**
- * One Anthropic turn as mesh messages. A user turn's tool_result blocks become tool messages (in place, so text
+ * One Anthropic turn as mesh messages. A system turn is a system message per text block. A user turn's tool_result blocks become tool messages (in place, so text
  * around them keeps its order); its text and images one user message per run of them. An assistant turn becomes one
  * message: text blocks joined as its content, tool_use blocks as its tool calls (input as JSON text).
  */
 function toMessages(m: AnthropicMessageParam, i: number): ChatMessage[] {
   if (typeof m.content === "string") {
-    return [chatMessage(m.role === "user" ? Role.ROLE_USER : Role.ROLE_ASSISTANT, { content: m.content })];
+    return [chatMessage(ROLES[m.role], { content: m.content })];
   }
   const param = (j: number) => `messages.${i}.content.${j}`;
+  if (m.role === "system") {
+    return m.content.map((b, j) => {
+      if (b.type !== "text") throw invalid(`a system turn holds text blocks only, not ${b.type}`, `${param(j)}.type`);
+      return chatMessage(Role.ROLE_SYSTEM, { content: b.text });
+    });
+  }
   if (m.role === "assistant") {
     let content = "";
     const toolCalls: ToolCall[] = [];
@@ -175,7 +186,12 @@ export function toChatRequest(b: MessagesBody): ChatRequest {
     tools: tools(b),
     toolChoice: toolChoice(choice),
     ...(disableParallel ? { parallelToolCalls: false } : {}),
-    responseFormat: undefined,
+    responseFormat: b.output_config?.format
+      ? {
+          type: ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+          jsonSchema: { name: "output", description: "", schema: b.output_config.format.schema, strict: true },
+        }
+      : undefined,
     ...(b.temperature !== undefined ? { temperature: b.temperature } : {}),
     ...(b.top_p !== undefined ? { topP: b.top_p } : {}),
     ...(b.top_k !== undefined ? { topK: b.top_k } : {}),

@@ -16,7 +16,7 @@ import {
   toAnthropicMessage,
   toChatRequest,
 } from "./anthropic.mapping.js";
-import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody } from "./anthropic.schema.js";
+import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody, servedVersion } from "./anthropic.schema.js";
 import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 
@@ -79,7 +79,7 @@ function authorizationOf(req: FastifyRequest): string | undefined {
  * `POST /v1/messages/count_tokens` (an estimate: no remote model's tokenizer is at hand). The routes live in their own
  * Fastify scope so that their errors, Fastify's own included, are worded as Anthropic's
  * `{ type: "error", error: { type, message } }`. Every response carries `request-id` (the minted request id) and
- * `anthropic-version`; a request may omit the version header (2023-06-01 is assumed) but not ask for another one.
+ * `anthropic-version` (the one asked for, 2023-06-01 when none was); versions before 2023-06-01 are refused.
  */
 export function registerAnthropicRoutes(
   app: FastifyInstance,
@@ -91,12 +91,13 @@ export function registerAnthropicRoutes(
 
     scope.addHook("onRequest", async (req, reply) => {
       reply.header("request-id", req.id);
-      reply.header("anthropic-version", ANTHROPIC_VERSION);
       const asked = req.headers["anthropic-version"];
-      if (asked !== undefined && asked !== ANTHROPIC_VERSION) {
+      const version = servedVersion(asked);
+      reply.header("anthropic-version", version ?? ANTHROPIC_VERSION);
+      if (version === undefined) {
         throw new AppError(
           "INVALID_ARGUMENT",
-          `anthropic-version: '${String(asked)}' is not supported; this gateway serves ${ANTHROPIC_VERSION}`,
+          `anthropic-version: '${String(asked)}' is not supported; send ${ANTHROPIC_VERSION} or a later version`,
           { param: "anthropic-version", reason: "invalid_version" },
         );
       }

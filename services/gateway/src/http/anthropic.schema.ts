@@ -5,8 +5,22 @@ import { z } from "zod";
 // content blocks and tools the mesh cannot carry to every model are refused by name rather than dropped.
 // `cache_control` is accepted everywhere Anthropic accepts it and not forwarded (see anthropic.mapping.ts).
 
-/** The only API version served: its SSE event names and body shapes are what this module speaks. */
+/**
+ * The API version whose SSE event names and body shapes this module speaks. Later versions only add to it, so a
+ * client asking for a later one (the SDK sends its own date) is served; the earlier 2023-01-01 streamed differently
+ * and is refused.
+ */
 export const ANTHROPIC_VERSION = "2023-06-01";
+
+/**
+ * The version a request is served under: its `anthropic-version` if that is a date no earlier than
+ * {@link ANTHROPIC_VERSION}, ANTHROPIC_VERSION when absent; undefined for anything else (an error).
+ */
+export function servedVersion(asked: string | string[] | undefined): string | undefined {
+  if (asked === undefined) return ANTHROPIC_VERSION;
+  if (typeof asked !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(asked)) return undefined;
+  return asked >= ANTHROPIC_VERSION ? asked : undefined;
+}
 
 const CacheControl = z.object({ type: z.literal("ephemeral"), ttl: z.enum(["5m", "1h"]).optional() }).nullish();
 
@@ -59,7 +73,8 @@ const ContentBlock = z.discriminatedUnion(
 export type ContentBlock = z.infer<typeof ContentBlock>;
 
 const Message = z.object({
-  role: z.enum(["user", "assistant"]),
+  // "system" in the conversation: newer API versions of the SDK allow a system turn in place.
+  role: z.enum(["user", "assistant", "system"]),
   content: z.union([z.string(), z.array(ContentBlock)]),
 });
 export type AnthropicMessageParam = z.infer<typeof Message>;
@@ -94,11 +109,20 @@ const ToolChoice = z.discriminatedUnion("type", [
   z.object({ type: z.literal("none") }),
 ]);
 
-/** Accepted so that clients which always send it work; the mesh does not ask models to think. */
-const Thinking = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("enabled"), budget_tokens: z.number().int().min(1) }),
-  z.object({ type: z.literal("disabled") }),
-]);
+/**
+ * Accepted (enabled, disabled, adaptive, …) so that clients which always send it work, and not forwarded: the mesh
+ * does not ask models to think.
+ */
+const Thinking = z.looseObject({ type: z.string() });
+
+/**
+ * `effort` is a hint and is not forwarded; `format` (JSON outputs) is a promise about the answer and is carried as
+ * the request's JSON-schema response format.
+ */
+const OutputConfig = z.object({
+  effort: z.string().nullish(),
+  format: z.object({ type: z.literal("json_schema"), schema: z.record(z.string(), z.unknown()) }).nullish(),
+});
 
 /** What `count_tokens` takes: the prompt half of a Messages request. */
 export const CountTokensBody = z.object({
@@ -120,6 +144,7 @@ export const MessagesBody = CountTokensBody.extend({
   top_k: z.number().int().min(0).optional(),
   stream: z.boolean().optional(),
   metadata: z.object({ user_id: z.string().max(256).nullish() }).nullish(),
+  output_config: OutputConfig.optional(),
 });
 export type MessagesBody = z.infer<typeof MessagesBody>;
 
