@@ -4,13 +4,17 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+if (Number(process.versions.node.split(".")[0]) < 24) {
+  console.error(`Node ${process.version}: run with the project's Node 24 (npx node bench/gateway/run.mjs ...)`);
+  process.exit(2);
+}
 const sharedHarness = resolve(process.env.BENCH_HARNESS ?? join(root, "../shared/bench-harness"));
 if (!existsSync(join(sharedHarness, "bench.js"))) {
   console.error(`bench harness not found at ${sharedHarness}; set BENCH_HARNESS`);
@@ -62,8 +66,16 @@ if (!existsSync(join(root, "services/gateway/dist/main.js"))) {
   spawnSync("npm", ["run", "build"], { cwd: root, stdio: "inherit" });
 }
 const [natsPort, redisPort, mockPort] = [await freePort(), await freePort(), await freePort()];
-start("nats", "nats-server", ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", join(dir, "nats")]);
-start("redis", "redis-server", [
+const natsProc = start("nats", "nats-server", [
+  "-js",
+  "-a",
+  "127.0.0.1",
+  "-p",
+  String(natsPort),
+  "-sd",
+  join(dir, "nats"),
+]);
+const redisProc = start("redis", "redis-server", [
   "--port",
   String(redisPort),
   "--bind",
@@ -129,7 +141,11 @@ const run = (label, argv, extraEnv = {}) => {
   process.stdout.write(text);
   return text.trim().split("\n").at(-1);
 };
-const watch = Object.entries(pids).flatMap(([n, p]) => ["--watch-pid", `${n}=${p}`]);
+// NATS and Redis are part of what the mesh costs per request.
+const watch = Object.entries({ ...pids, nats: natsProc.pid, redis: redisProc.pid }).flatMap(([n, p]) => [
+  "--watch-pid",
+  `${n}=${p}`,
+]);
 const tm = run("tokenmesh", [
   "--baseline",
   mockUrl,
@@ -162,11 +178,33 @@ const parse = (line) =>
   );
 const a = parse(tm);
 const b = parse(pk);
+/** CPU-seconds per request at the max rate (non-streamed), median over repeats, summed over the watched processes. */
+const cpuPerRequest = (file, label) => {
+  try {
+    const { runs } = JSON.parse(readFileSync(file, "utf8"));
+    const perRun = runs
+      .filter((r) => r.ok && r.target === label && r.rate === "max" && r.mode === "nonstream" && r.requests > 0)
+      .map((r) => {
+        const cpu = Object.entries(r.cpu_s ?? {})
+          .filter(([name]) => name !== "wrk" && name !== "other")
+          .reduce((sum, [, v]) => sum + (Number.isFinite(v) ? v : 0), 0);
+        return cpu / r.requests;
+      })
+      .sort((x, y) => x - y);
+    return perRun.length ? perRun[Math.floor(perRun.length / 2)] * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+};
+const tmCpu = cpuPerRequest(join(dir, "tokenmesh.json"), "tokenmesh");
+const pkCpu = skipPortkey ? undefined : cpuPerRequest(join(dir, "portkey.json"), "portkey");
 const ratio = (x, y) => (Number(y) > 0 ? (Number(x) / Number(y)).toFixed(2) : "n/a");
 console.log(
   `tokenmesh_rps=${a.rps} portkey_rps=${b.rps ?? "n/a"} rps_vs_portkey=${ratio(a.rps, b.rps)} ` +
     `tokenmesh_overhead_p99_ms=${a.overhead_p99_ms} portkey_overhead_p99_ms=${b.overhead_p99_ms ?? "n/a"} p99_overhead_vs_portkey=${ratio(a.overhead_p99_ms, b.overhead_p99_ms)} ` +
-    `tokenmesh_stream_ttfb_overhead_p50_ms=${a.stream_ttfb_overhead_p50_ms} rate=${a.rate}`,
+    `tokenmesh_stream_ttfb_overhead_p50_ms=${a.stream_ttfb_overhead_p50_ms} ` +
+    `tokenmesh_cpu_ms_per_req=${tmCpu?.toFixed(2) ?? "n/a"} portkey_cpu_ms_per_req=${pkCpu?.toFixed(2) ?? "n/a"} ` +
+    `cpu_vs_portkey=${tmCpu && pkCpu ? (tmCpu / pkCpu).toFixed(2) : "n/a"} rate=${a.rate}`,
 );
 stopAll();
 process.exit(0);
