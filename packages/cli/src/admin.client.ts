@@ -13,6 +13,24 @@ export interface KeyView {
   created_at: string;
 }
 
+/** One audited admin change, as `GET /admin/audit` lists it. */
+export interface AuditView {
+  request_id: string;
+  time: string;
+  actor: { id: string; name: string; role: string; team: string };
+  action: string;
+  target: { type: string; id: string };
+  team: string;
+  summary: Record<string, string>;
+  source_ip: string;
+}
+
+export interface AuditList {
+  data: AuditView[];
+  /** Older matching changes were left out. */
+  truncated: boolean;
+}
+
 export interface CreatedKey extends KeyView {
   /** The secret, shown this once. */
   key: string;
@@ -87,6 +105,13 @@ export class AdminClient {
 
   getBudget(scope: BudgetScope, id: string, period: Period): Promise<BudgetStatus> {
     return this.request("GET", `/admin/budgets?${new URLSearchParams({ scope, id, period })}`);
+  }
+
+  /** Admin changes, newest first (`GET /admin/audit`). */
+  audit(q: { actor?: string; action?: string; since?: string; limit?: number }): Promise<AuditList> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
+    return this.request("GET", `/admin/audit?${params}`);
   }
 
   usage(q: UsageQuery): Promise<UsageReport> {

@@ -193,3 +193,24 @@ describe("helpText", () => {
     expect(text).not.toContain("keys create");
   });
 });
+
+describe("audit list", () => {
+  it("takes optional actor, action, since and limit filters", () => {
+    expect(parseCommandLine(["audit", "list"]).command).toEqual({ name: "audit list" });
+    expect(
+      parseCommandLine([
+        "audit",
+        "list",
+        "--actor",
+        "adm_1",
+        "--action",
+        "key.create",
+        "--since",
+        "2025-01-01T00:00:00Z",
+        "--limit",
+        "5",
+      ]).command,
+    ).toEqual({ name: "audit list", actor: "adm_1", action: "key.create", since: "2025-01-01T00:00:00Z", limit: 5 });
+    expect(usageError(["audit", "list", "--limit", "many"]).message).toMatch(/limit/);
+  });
+});

@@ -42,7 +42,8 @@ export type Command =
   | { name: "keys list" }
   | { name: "keys revoke"; id: string }
   | { name: "budgets set"; body: SetBudgetBody }
-  | { name: "budgets get"; scope: BudgetScope; id: string; period: Period };
+  | { name: "budgets get"; scope: BudgetScope; id: string; period: Period }
+  | { name: "audit list"; actor?: string; action?: string; since?: string; limit?: number };
 
 /** A parsed invocation: the command and the options every command takes. */
 export interface Invocation {
@@ -169,6 +170,23 @@ const COMMANDS: readonly CommandSpec[] = [
       period: periodOption,
     },
   },
+  {
+    group: "audit",
+    name: "list",
+    summary: "list admin changes, newest first (who, what, when)",
+    usage: "[--actor ID] [--action A] [--since TIME] [--limit N]",
+    positionals: [],
+    options: {
+      actor: { type: "string", value: "ID", description: "only changes by this admin credential (root, adm_…)" },
+      action: {
+        type: "string",
+        value: "A",
+        description: "key.create, key.revoke, budget.set, admin.create, admin.revoke or job.cancel",
+      },
+      since: { type: "string", value: "TIME", description: "only changes at or after this ISO 8601 time" },
+      limit: { type: "string", value: "N", description: "at most this many (default 100, at most 1000)" },
+    },
+  },
 ];
 
 const GROUPS = [...new Set(COMMANDS.map((c) => c.group))];
@@ -291,6 +309,16 @@ function buildCommand(name: string, v: Values, positionals: string[]): Command {
         },
       };
     }
+    case "audit list":
+      return {
+        name,
+        ...dropUndefined({
+          actor: v.string("actor"),
+          action: v.string("action"),
+          since: v.string("since"),
+          limit: v.count("limit"),
+        }),
+      };
     case "budgets get":
       return {
         name,

@@ -2,6 +2,7 @@ import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { describe, expect, it } from "vitest";
 import {
   describeRange,
+  formatAudit,
   formatBudgetStatus,
   formatKeys,
   formatTable,
@@ -177,5 +178,30 @@ describe("formatBudgetStatus", () => {
     expect(formatBudgetStatus("key", "k_1", "day", { budget: null, spentUsd: 0.25, heldUsd: 0 })).toBe(
       "No day budget for key k_1.\nSpent today: $0.25\n",
     );
+  });
+});
+
+describe("formatAudit", () => {
+  it("shows who did what to which target, and says when older changes were left out", () => {
+    const text = formatAudit({
+      data: [
+        {
+          request_id: "r1",
+          time: "2025-01-02T03:04:05.000Z",
+          actor: { id: "adm_1", name: "lead", role: "admin", team: "red" },
+          action: "key.create",
+          target: { type: "key", id: "key_1" },
+          team: "red",
+          summary: { name: "app", rpm: "5" },
+          source_ip: "127.0.0.1",
+        },
+      ],
+      truncated: true,
+    });
+    expect(text).toContain("adm_1 (admin, team red)");
+    expect(text).toContain("key key_1");
+    expect(text).toContain("name=app rpm=5");
+    expect(text).toMatch(/older changes not shown/);
+    expect(formatAudit({ data: [], truncated: false })).toBe("No admin changes.\n");
   });
 });

@@ -1,5 +1,5 @@
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
-import type { Budget, BudgetStatus, KeyView, UsageReport, UsageTotals } from "./admin.client.js";
+import type { AuditList, Budget, BudgetStatus, KeyView, UsageReport, UsageTotals } from "./admin.client.js";
 import type { Period } from "./args.js";
 
 /** A table column: its header and which side its cells line up on. */
@@ -184,4 +184,23 @@ export function formatBudgetStatus(scope: string, id: string, period: Period, s:
     `Budget for ${describeBudget(b)}\n` +
     `Spent ${when}: ${formatUsd(s.spentUsd)}${held}; ${formatUsd(left)} left${used}\n`
   );
+}
+
+/** Audited admin changes as a table, newest first, with a note when older ones were left out. */
+export function formatAudit(list: AuditList): string {
+  if (list.data.length === 0) return "No admin changes.\n";
+  const rows = list.data.map((e) => [
+    e.time,
+    `${e.actor.id} (${e.actor.role}${e.actor.team ? `, team ${e.actor.team}` : ""})`,
+    e.action,
+    `${e.target.type} ${e.target.id}`,
+    Object.entries(e.summary)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" "),
+  ]);
+  const table = formatTable(
+    [{ header: "TIME" }, { header: "ACTOR" }, { header: "ACTION" }, { header: "TARGET" }, { header: "DETAILS" }],
+    rows,
+  );
+  return list.truncated ? `${table}(older changes not shown: use --since or --limit)\n` : table;
 }

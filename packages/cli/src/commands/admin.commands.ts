@@ -1,6 +1,13 @@
 import type { AdminClient } from "../admin.client.js";
 import type { Command } from "../args.js";
-import { describeRange, formatBudgetSet, formatBudgetStatus, formatKeys, formatUsageReport } from "../format.js";
+import {
+  describeRange,
+  formatAudit,
+  formatBudgetSet,
+  formatBudgetStatus,
+  formatKeys,
+  formatUsageReport,
+} from "../format.js";
 import { type Output, printJson } from "../output.js";
 
 /** The commands that call the gateway's admin API. */
@@ -49,6 +56,13 @@ export async function runAdminCommand(
       const status = await client.getBudget(command.scope, command.id, command.period);
       if (json) return printJson(out, status);
       out.write(formatBudgetStatus(command.scope, command.id, command.period, status));
+      return;
+    }
+    case "audit list": {
+      const { name: _, ...query } = command;
+      const list = await client.audit(query);
+      if (json) return printJson(out, list);
+      out.write(formatAudit(list));
       return;
     }
     case "usage report": {
