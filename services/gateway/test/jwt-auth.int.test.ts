@@ -124,7 +124,7 @@ beforeAll(async () => {
   k2 = await generateKeyPair("ES256", { extractable: true });
   stranger = await generateKeyPair("RS256", { extractable: true });
   idp.keys = [await publish("k1", k1.publicKey, "RS256")];
-  jwksServer = createServer((req, res) => {
+  jwksServer = createServer((_req, res) => {
     idp.fetches++;
     if (idp.down) {
       res.writeHead(503).end();
