@@ -10,6 +10,26 @@ const Price = z
 
 const Kind = z.enum(["chat", "embedding"]);
 
+/**
+ * Hedged requests (router): when an attempt on this model has produced no first token after `after_ms`, or after
+ * the model's recent `after_percentile` time to first token (shared by router replicas), a second attempt starts
+ * on the same model or on `to`; the first to produce a token wins and the other is cancelled. With both set,
+ * `after_ms` is used until enough latency samples exist for the percentile. Both attempts are billed.
+ */
+const Hedge = z
+  .object({
+    after_ms: z.number().int().positive().optional(),
+    after_percentile: z.number().min(1).max(99.9).optional(),
+    /** The catalog id of the model the extra attempt goes to (default: this model). */
+    to: z.string().optional(),
+    /** Extra attempts at most (each after the same wait since the previous one). */
+    max: z.number().int().min(1).max(3).default(1),
+  })
+  .strict()
+  .refine((h) => h.after_ms !== undefined || h.after_percentile !== undefined, {
+    message: "hedge needs after_ms or after_percentile",
+  });
+
 const common = {
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "model ids are letters, digits and . _ : / -"),
   /** Other names clients may use for this model. */
@@ -23,6 +43,8 @@ const common = {
   /** Catalog ids tried in order when this model fails retryably (router issue). */
   fallbacks: z.array(z.string()).default([]),
   owned_by: z.string().optional(),
+  /** Hedged requests for this model (router issue); chat models only. */
+  hedge: Hedge.optional(),
 };
 
 const LocalModel = z
@@ -109,6 +131,8 @@ export const CatalogSchema = z
         if (!ids.has(f))
           ctx.addIssue({ code: "custom", path: ["models", i, "fallbacks"], message: `unknown model "${f}"` });
       }
+      if (m.hedge?.to !== undefined && !ids.has(m.hedge.to))
+        ctx.addIssue({ code: "custom", path: ["models", i, "hedge", "to"], message: `unknown model "${m.hedge.to}"` });
     });
   });
 
@@ -118,3 +142,4 @@ export type LocalModelEntry = Extract<ModelEntry, { engine: "local" }>;
 export type OpenAIModelEntry = Extract<ModelEntry, { engine: "openai" }>;
 export type AnthropicModelEntry = Extract<ModelEntry, { engine: "anthropic" }>;
 export type ModelPrice = z.infer<typeof Price>;
+export type HedgeConfig = z.infer<typeof Hedge>;
