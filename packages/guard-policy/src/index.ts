@@ -3,7 +3,8 @@
  * service and the gateway (which runs it in-process). Pure: no I/O, no clocks, no telemetry.
  *
  * - policy: the catalog's `guard:` section (validated, compiled) and which policy a request gets;
- * - checkInput: length limit, prompt-injection heuristics, secret/PII/operator rules over a request's messages;
+ * - checkInput: length limit, prompt-injection heuristics, secret/PII/operator rules over a request's messages
+ *   (detectInjection: the injection families alone, for one text);
  * - OutputFilter / StreamRedactor: output redaction, streamed with a bounded holdback window, or whole texts;
  * - the deep tier's settings and category vocabularies (the checks themselves run in the guard service).
  */
@@ -18,6 +19,7 @@ export {
 } from "./check-input.js";
 export { decisionMessageId, type GuardDecisionRecord } from "./decision.js";
 export { LLAMA_GUARD_CATEGORIES, SHIELDGEMMA_HARMS, type ShieldGemmaHarm } from "./hazards.js";
+export { BASE64_RULE, detectInjection, type InjectionRule } from "./injection.js";
 export { messageTexts, type SlottedMessage, withMessageTexts } from "./messages.js";
 export { OutputFilter, type OutputRelease } from "./output-filter.js";
 export {
