@@ -38,3 +38,37 @@ export function ibanValid(text: string): boolean {
   }
   return rem === 1;
 }
+
+/** ISO 7064 MOD 11-2 weights of the first 17 digits of a resident identity card number (2^(17-i) mod 11). */
+const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+
+/** First two digits of the administrative division codes (provinces, municipalities, HK/Macau/Taiwan residents). */
+const ID_PROVINCES = new Set([
+  11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63,
+  64, 65, 71, 81, 82, 83,
+]);
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/**
+ * Whether `text` (spaces ignored) is a mainland China resident identity card number (GB 11643): 17 digits and a
+ * check character (0–9 or X, either case) that satisfies ISO 7064 MOD 11-2, a known province code, and a birth date
+ * (digits 7–14) that exists on the calendar between 1900 and 2099.
+ */
+export function cnResidentIdValid(text: string): boolean {
+  const s = text.replace(/ /g, "");
+  if (!/^\d{17}[\dXx]$/.test(s)) return false;
+  if (!ID_PROVINCES.has(Number(s.slice(0, 2)))) return false;
+  const year = Number(s.slice(6, 10));
+  const month = Number(s.slice(10, 12));
+  const day = Number(s.slice(12, 14));
+  if (year < 1900 || year > 2099 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return false;
+  let sum = 0;
+  for (let i = 0; i < 17; i++) sum += (s.charCodeAt(i) - 48) * ID_WEIGHTS[i]!;
+  const check = (12 - (sum % 11)) % 11;
+  const last = s[17]!;
+  return check === 10 ? last === "X" || last === "x" : last === String(check);
+}

@@ -10,9 +10,22 @@ import { operatorRule, PII_KINDS, PII_RULES, type Rule, SECRET_RULES } from "./r
  * guard:
  *   max_input_tokens: 32000          # estimated input tokens (@tokenmesh/tokens) above this -> block
  *                                    # (length.max_input_tokens)
- *   injection: { enabled: true }     # common prompt-injection phrasings -> block (injection.<name>)
+ *   injection: { enabled: true }     # prompt-injection phrasings in English and Chinese, also base64-encoded or
+ *                                    # disguised (full-width, zero-width, homoglyphs, "i.g.n.o.r.e") -> block
+ *                                    # (injection.<family>; injection.base64_payload when it came encoded)
  *   pii:                             # per kind: redact | block | off (pii.<kind>)
- *     { email: redact, phone: redact, credit_card: redact, us_ssn: redact, iban: redact }
+ *     email: redact
+ *     phone: redact                  # international (+CC …) and North American numbers
+ *     credit_card: redact            # 13–19 digits passing Luhn
+ *     us_ssn: redact
+ *     iban: redact                   # ISO 13616 mod-97 check
+ *     cn_mobile: redact              # mainland mobiles 1[3-9]x xxxx xxxx, +86/0086/86 and spaces or hyphens
+ *                                    # optional; not right after an order/tracking label ("订单号", "order #")
+ *     cn_resident_id: redact         # 居民身份证 (18 characters): MOD 11-2 check digit, province, real birth date
+ *     cn_bank_card: redact           # 16–19 digits from 62/60/94/95 passing Luhn (UnionPay and domestic BINs)
+ *     cn_passport: redact            # E/G + 8 digits, E + letter + 7 digits, DE/SE/PE + 7 digits
+ *                                    # A match both a mainland and a generic kind cover is reported as the
+ *                                    # mainland one; turning that one off leaves it to the generic rule
  *   secrets: { action: redact }      # API-key-like strings in input: redact | block | off (secret.<kind>);
  *                                    # in output they are ALWAYS redacted, whatever this says
  *   blocked_patterns:                # operator rules (pattern.<id>), in input and output
@@ -136,6 +149,10 @@ export const PolicySchema = z
         credit_card: Action3.default("redact"),
         us_ssn: Action3.default("redact"),
         iban: Action3.default("redact"),
+        cn_mobile: Action3.default("redact"),
+        cn_resident_id: Action3.default("redact"),
+        cn_bank_card: Action3.default("redact"),
+        cn_passport: Action3.default("redact"),
       })
       .strict()
       .prefault({}),

@@ -10,8 +10,11 @@ export interface Release {
   blockedBy?: string;
 }
 
-/** Characters of original text kept before the unreleased part, so `\b` and lookbehinds see what came before. */
-const CONTEXT = 8;
+/**
+ * Characters of original text kept before the unreleased part, so `\b` and lookbehinds see what came before
+ * (`pii.cn_mobile` looks up to 22 characters back for an order-number label).
+ */
+const CONTEXT = 32;
 /** In a tail, trailing characters that may not end it ("bob@example.com....") are held at most this long. */
 const MAX_TAIL_HOLD = 64;
 
@@ -57,7 +60,7 @@ export function placeholder(ruleId: string): string {
  * synchronously from start to end, so their `lastIndex` is never observed by another caller.
  *
  * Limits of the guarantee: an operator pattern that can match more than its `max_length`, or that looks behind
- * more than 8 characters, may be missed across a fragment boundary; a tail followed by more than 64 characters
+ * more than 32 characters, may be missed across a fragment boundary; a tail followed by more than 64 characters
  * that cannot end it ("….com" + 65 dots) is cut there.
  */
 export class StreamRedactor {

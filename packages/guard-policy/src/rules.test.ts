@@ -66,6 +66,54 @@ describe("secret and PII rules", () => {
     for (const t of benign) expect(redact(t), t).toEqual({ text: t, hits: [] });
   });
 
+  it("finds mainland mobile numbers in their usual spellings", () => {
+    for (const p of [
+      "13812345678",
+      "138 1234 5678",
+      "138-1234-5678",
+      "+86 13812345678",
+      "+86-138-1234-5678",
+      "0086 139 1234 5678",
+      "(+86) 15012345678",
+      "8619912345678",
+    ]) {
+      expect(redact(`联系我 ${p}，谢谢`).hits, p).toEqual(["pii.cn_mobile"]);
+      expect(redact(`手机${p}`).text, p).toBe(`手机${placeholder("pii.cn_mobile")}`);
+    }
+  });
+
+  it("leaves numbers that only look like mainland mobiles or IDs alone", () => {
+    const benign = [
+      "订单号：13812345678", // labelled as an order number
+      "order #13812345678",
+      "tracking number 13912345678",
+      "12345678901", // 12x is not a mobile segment
+      "15412345678", // 154 is not issued
+      "138123456789", // 12 digits
+      "110105194912310021", // resident ID with a wrong check digit
+      "110105199002301234", // 30 February
+      "990105194912310029", // no province 99
+      "6222 0212 3456 7890 129", // fails Luhn
+      "E1234567", // passport numbers have 8 digits after E
+      "EI1234567", // I is not used
+      "ticket SE12345678",
+    ];
+    for (const t of benign) expect(redact(t), t).toEqual({ text: t, hits: [] });
+  });
+
+  it("names a number the mainland and the generic rules both cover by its mainland kind", () => {
+    expect(redact("+86 138 1234 5678").hits).toEqual(["pii.cn_mobile"]);
+    expect(redact("6217 0000 1234 5670").hits).toEqual(["pii.cn_bank_card"]);
+    expect(redact("4111 1111 1111 1111").hits).toEqual(["pii.credit_card"]);
+  });
+
+  it("leaves a mainland kind that is off to the generic rule that also covers it", () => {
+    const off = compilePolicy("", PolicySchema.parse({ pii: { cn_mobile: "off", cn_bank_card: "off" } })).inputRules;
+    expect(redactText(off, "+86 138 1234 5678").hits).toEqual(["pii.phone"]);
+    expect(redactText(off, "6217 0000 1234 5670").hits).toEqual(["pii.credit_card"]);
+    expect(redactText(off, "13812345678").hits).toEqual([]);
+  });
+
   it("reports each match, repeats included", () => {
     expect(redact("a@b.io and c@d.io").hits).toEqual(["pii.email", "pii.email"]);
   });

@@ -1,4 +1,4 @@
-import { ibanValid, luhnValid } from "./checksums.js";
+import { cnResidentIdValid, ibanValid, luhnValid } from "./checksums.js";
 
 /** What a rule does with a match: rewrite it to `[REDACTED:<rule>]`, or refuse the whole text. */
 export type RuleAction = "redact" | "block";
@@ -161,12 +161,81 @@ export const SECRET_RULES: readonly Omit<Rule, "action">[] = [
   },
 ];
 
-/** The PII kinds a policy can configure, in the order their rules are tried. */
-export const PII_KINDS = ["email", "phone", "credit_card", "us_ssn", "iban"] as const;
+/**
+ * The PII kinds a policy can configure, in the order their rules are tried: on a tie (same start, same length) the
+ * earlier kind names the match, so the specific mainland formats come before the generic phone and card rules
+ * that also cover them ("+86 138 …" is `pii.cn_mobile`, a UnionPay card `pii.cn_bank_card`).
+ */
+export const PII_KINDS = [
+  "cn_resident_id",
+  "cn_bank_card",
+  "cn_mobile",
+  "cn_passport",
+  "email",
+  "phone",
+  "credit_card",
+  "us_ssn",
+  "iban",
+] as const;
 export type PiiKind = (typeof PII_KINDS)[number];
+
+/**
+ * Words that make an 11-digit number an order, tracking or reference number rather than a mobile number when they
+ * come right before it ("订单号：13812345678", "order #13812345678"). At most 22 characters: the redactor keeps 32
+ * characters of context before unreleased text, so the lookbehind sees the same text however a stream is split.
+ */
+const NOT_A_MOBILE_CONTEXT = String.raw`(?:订单|单号|编号|流水|运单|快递|工单|发票|合同|序列号|order|invoice|tracking|shipment|ref|reference|serial|sku|#)[^\S\n]{0,2}(?:号码?|编号|number|num|no\.?|id)?[^\S\n]{0,2}[:：#]?[^\S\n]{0,2}`;
+
+/** Mainland mobile number segments (13x, 145–149, 15x but 154, 162/165–167, 170–178, 18x, 19x but 194). */
+const CN_MOBILE_PREFIX = String.raw`1(?:3\d|4[5-9]|5[0-35-9]|6[2567]|7[0-8]|8\d|9[0-35-9])`;
 
 /** PII detectors by kind; rule ids are `pii.<kind>`. */
 export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
+  cn_resident_id: {
+    id: "pii.cn_resident_id",
+    // 18 characters, optionally spaced 6-8-4; the check digit, province and birth date are checked in validate, so
+    // a real-looking number with a wrong check digit or an impossible date is left alone.
+    pattern:
+      /(?<![0-9A-Za-z])[1-8]\d{5} ?(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?![0-9A-Za-z])/g,
+    maxLength: 20,
+    charset: charSet("0-9Xx "),
+    first: charSet("1-8"),
+    validate: accept(cnResidentIdValid),
+  },
+  cn_bank_card: {
+    id: "pii.cn_bank_card",
+    // UnionPay (62), other mainland debit BINs (60, and the older 94/95 domestic ranges such as ICBC's 9558):
+    // 16–19 digits passing Luhn, optionally grouped.
+    pattern: /(?<!\d)(?:62|60|9[45])(?:[ -]?\d){14,17}(?!\d)/g,
+    maxLength: 37,
+    charset: charSet("0-9 -"),
+    first: charSet("69"),
+    validate: longestValidPrefix((s) => {
+      const digits = s.replace(/[ -]/g, "");
+      return digits.length >= 16 && digits.length <= 19 && luhnValid(digits);
+    }, 16),
+  },
+  cn_mobile: {
+    id: "pii.cn_mobile",
+    // 11 digits in a mobile segment, optionally +86 / 0086 / 86 / (+86) and spaced or hyphenated 3-4-4; not right
+    // after an order/tracking/reference label.
+    pattern: new RegExp(
+      String.raw`(?<![\w+(])(?<!${NOT_A_MOBILE_CONTEXT})(?:(?:\+|00)?86[ -]?|\(\+?86\) ?)?${CN_MOBILE_PREFIX}(?:[ -]?\d{4}){2}(?!\d)`,
+      "gi",
+    ),
+    maxLength: 24,
+    charset: charSet("0-9 +()-"),
+    first: charSet("0-9(+"),
+  },
+  cn_passport: {
+    id: "pii.cn_passport",
+    // Ordinary passports: E or G + 8 digits, and since the E-series ran out E + a letter (not I or O) + 7 digits;
+    // electronic diplomatic, service and public-affairs passports DE/SE/PE + 7 digits.
+    pattern: /(?<![0-9A-Za-z])(?:[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[DSP]E\d{7})(?![0-9A-Za-z])/g,
+    maxLength: 9,
+    charset: charSet("A-Z0-9"),
+    first: charSet("EGDSP"),
+  },
   email: {
     id: "pii.email",
     // Local part, "@", the first domain label and two letters of what follows; the rest of the domain is tail.

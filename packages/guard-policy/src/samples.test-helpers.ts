@@ -27,4 +27,8 @@ export const PII: Record<string, string> = {
   "pii.credit_card": "4111 1111 1111 1111",
   "pii.us_ssn": "123-45-6789",
   "pii.iban": "DE89 3704 0044 0532 0130 00",
+  "pii.cn_mobile": "+86 138-1234-5678",
+  "pii.cn_resident_id": "44030419900307123X",
+  "pii.cn_bank_card": "6222 0212 3456 7890 128",
+  "pii.cn_passport": "EA1234567",
 };
