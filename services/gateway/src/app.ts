@@ -71,7 +71,7 @@ export function createApp(
     what: "auth",
   });
   const jwt = new JoseJwtVerifier({ config: () => (auth.loaded ? auth.current.jwt : undefined), logger });
-  const keys = new RedisKeyStore(redis, jwt);
+  const keys = new RedisKeyStore(redis);
   const admins = new RedisAdminStore(redis);
   let auditPublisher: EventPublisher | undefined;
   let auditJs: JetStreamClient | undefined;
@@ -124,6 +124,7 @@ export function createApp(
     catalog: () => catalog.current,
     keys,
     adminKeyHash,
+    jwt,
     limiter,
     guard,
     router,

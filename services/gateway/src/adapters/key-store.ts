@@ -1,6 +1,5 @@
 import type { Redis } from "ioredis";
 import type { KeyRecord } from "../domain/keys.js";
-import type { JwtVerifier } from "../domain/ports.js";
 
 const CACHE_TTL_MS = 500;
 
@@ -12,11 +11,7 @@ const CACHE_TTL_MS = 500;
 export class RedisKeyStore {
   private readonly cache = new Map<string, { record: KeyRecord | undefined; until: number }>();
 
-  constructor(
-    private readonly redis: Redis,
-    /** Bearer JWTs accepted beside the keys (the catalog's `auth.jwt`); see KeyStore.jwt. */
-    readonly jwt?: JwtVerifier,
-  ) {}
+  constructor(private readonly redis: Redis) {}
 
   async create(record: KeyRecord): Promise<void> {
     await this.redis

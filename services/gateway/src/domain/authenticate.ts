@@ -23,7 +23,7 @@ export class Authenticator {
     /** Verifies bearer JWTs; defaults to the one the key store carries. */
     jwt?: JwtVerifier,
   ) {
-    this.jwt = jwt ?? keys.jwt;
+    this.jwt = jwt;
   }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {

@@ -15,7 +15,17 @@ import { Admission, type RateInfo } from "./admission.js";
 import { Authenticator, resolveModel } from "./authenticate.js";
 import { guardedStream, guardWholeAnswer } from "./guarded-output.js";
 import type { Principal } from "./keys.js";
-import type { Budgets, CatalogView, Cost, Guard, KeyStore, RateLimiter, Router, UsageSink } from "./ports.js";
+import type {
+  Budgets,
+  CatalogView,
+  Cost,
+  Guard,
+  JwtVerifier,
+  KeyStore,
+  RateLimiter,
+  Router,
+  UsageSink,
+} from "./ports.js";
 import { UsageDraft, UsageRecorder } from "./usage-recorder.js";
 
 export type { RateInfo } from "./admission.js";
@@ -25,6 +35,8 @@ export interface ChatFlowDeps {
   keys: KeyStore;
   /** The operator's admin key (SHA-256 hex); it may also call the data plane, unlimited. */
   adminKeyHash: string | undefined;
+  /** Bearer JWTs accepted beside virtual keys (the catalog's `auth.jwt`). */
+  jwt?: JwtVerifier | undefined;
   limiter: RateLimiter;
   guard: Guard;
   router: Router;
@@ -83,7 +95,7 @@ export class ChatFlow {
   private readonly recorder: UsageRecorder;
 
   constructor(private readonly deps: ChatFlowDeps) {
-    this.auth = new Authenticator(deps.keys, deps.adminKeyHash);
+    this.auth = new Authenticator(deps.keys, deps.adminKeyHash, deps.jwt);
     this.admission = new Admission(deps);
     this.recorder = new UsageRecorder(deps.usage, this.admission);
   }

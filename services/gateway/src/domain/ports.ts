@@ -96,11 +96,6 @@ export interface KeyStore {
   get(id: string): Promise<KeyRecord | undefined>;
   revoke(id: string): Promise<boolean>;
   byHash(hash: string): Promise<KeyRecord | undefined>;
-  /**
-   * Bearer JWTs accepted beside these keys (the catalog's `auth.jwt`), when the wiring attaches a verifier. It
-   * travels with the key store because ChatFlow builds its Authenticator from the store and the admin key alone.
-   */
-  readonly jwt?: JwtVerifier;
 }
 
 /** Admin credentials (admin-access.ts), stored like virtual keys: by id and by the SHA-256 of their secret. */
