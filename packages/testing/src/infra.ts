@@ -44,17 +44,29 @@ export interface StartNatsServerOptions {
 
 /** A redis-server started by {@link startRedisServer}. */
 export interface RedisServerHandle {
-  /** `redis://127.0.0.1:<port>`. */
+  /** `redis://127.0.0.1:<port>`; stays the same across {@link RedisServerHandle.restart}. */
   readonly url: string;
   readonly port: number;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes its working directory. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops the server gracefully (SIGTERM) and starts it again on the same port and working directory, resolving
+   * once it answers PING. The data survives only with `persistence: "aof"`; without it the new server is empty.
+   * Clients see a disconnect and may reconnect to the same URL. Use it to simulate a Redis outage.
+   */
+  restart(): Promise<void>;
 }
 
 /** Options for {@link startRedisServer}. */
 export interface StartRedisServerOptions {
   /** Listen on this port (default: a free one). */
   port?: number;
+  /**
+   * `"none"` (default): memory only, the fastest for tests. `"aof"`: an append-only file fsynced on every write
+   * (`appendfsync always`), so everything a client saw acknowledged survives {@link RedisServerHandle.restart},
+   * even a kill -9 — what a ledger that acknowledges events after writing them needs.
+   */
+  persistence?: "none" | "aof";
   /** The redis-server executable (default: found on PATH, /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin). */
   binary?: string;
   /** How long to wait for PING to answer (default 20 000 ms). */
@@ -158,17 +170,19 @@ export async function startNatsServer(options: StartNatsServerOptions = {}): Pro
   };
 }
 
-/** Starts `redis-server` on 127.0.0.1 without persistence and resolves once it answers PING. */
+/** Starts `redis-server` on 127.0.0.1 (without persistence unless asked) and resolves once it answers PING. */
 export async function startRedisServer(options: StartRedisServerOptions = {}): Promise<RedisServerHandle> {
   const binary = options.binary ?? requireBinary("redis-server");
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
   const dir = await mkdtemp(join(tmpdir(), "tokenmesh-redis-"));
+  const persistence =
+    options.persistence === "aof" ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
 
   const launch = async (port: number): Promise<ServiceProcess> => {
     const server = await spawnService({
       name: `redis-server :${port}`,
       cmd: binary,
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir, ...persistence],
       readyPattern: "Ready to accept connections",
       readyTimeoutMs: startTimeoutMs,
     });
@@ -205,6 +219,12 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
         await rm(dir, { recursive: true, force: true });
       })();
       return stopped;
+    },
+    async restart() {
+      if (stopped !== undefined) throw new Error(`redis-server :${port} was stopped; it cannot be restarted`);
+      await server.stop();
+      // redis-server sets SO_REUSEADDR, so the same port binds again at once.
+      server = await launch(port);
     },
   };
 }

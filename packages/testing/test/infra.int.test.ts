@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { InfraUnavailableError, provideInfra, startNatsServer, uniqueName } from "../src/index.js";
+import { InfraUnavailableError, provideInfra, startNatsServer, startRedisServer, uniqueName } from "../src/index.js";
 
 /** Calls the JetStream API directly, so these tests need no JetStream client library. */
 async function jsApi<T>(nc: NatsConnection, subject: string, body?: unknown): Promise<T> {
@@ -105,6 +105,29 @@ describe("startNatsServer", () => {
     }
     expect(existsSync(storeDir)).toBe(false);
     await expect(connect({ servers: url, reconnect: false, timeout: 1_000 })).rejects.toThrow();
+  });
+});
+
+describe("startRedisServer", () => {
+  it.each([
+    ["aof", "kept"],
+    ["none", "lost"],
+  ] as const)("restart() on the same port with persistence %s: data %s", async (persistence, fate) => {
+    const server = await startRedisServer({ persistence });
+    const { url, port } = server;
+    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await redis.connect();
+      await redis.set("survivor", "yes");
+      await server.restart();
+      expect(server.url).toBe(url);
+      expect(server.port).toBe(port);
+      // ioredis reconnects to the same URL by itself.
+      expect(await redis.get("survivor")).toBe(fate === "kept" ? "yes" : null);
+    } finally {
+      redis.disconnect();
+      await server.stop();
+    }
   });
 });
 
