@@ -23,6 +23,8 @@ export interface Mesh {
   fakeGuardModel: FakeUpstream;
   otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
   processes: Map<string, ServiceProcess>;
+  /** Each service's ops origin by name (`http://127.0.0.1:<port>`), serving `/readyz`, `/healthz` and `/metrics`. */
+  ops: Map<string, string>;
   catalogPath: string;
   /** Kills a service the hard way (SIGKILL) and waits until it is gone. */
   kill(name: string): Promise<void>;
@@ -172,6 +174,7 @@ export async function startMesh(options: {
     ...options.env,
   };
   const specs = new Map<string, Parameters<typeof spawnService>[0]>();
+  const ops = new Map<string, string>();
   const start = async (name: string, service: string, env: Record<string, string>, readyUrl: string) => {
     const spec = {
       name,
@@ -184,6 +187,7 @@ export async function startMesh(options: {
       stopTimeoutMs: 8_000,
     };
     specs.set(name, spec);
+    ops.set(name, new URL(readyUrl).origin);
     processes.set(name, await spawnService(spec));
   };
   const gateways: Mesh["gateways"] = [];
@@ -246,6 +250,7 @@ export async function startMesh(options: {
     fakeGuardModel,
     otlp,
     processes,
+    ops,
     catalogPath,
     async kill(name) {
       const p = processes.get(name);
