@@ -14,6 +14,7 @@ export interface CacheableRequest {
   responseFormat?: unknown;
   temperature?: number | undefined;
   topP?: number | undefined;
+  topK?: number | undefined;
   maxTokens?: number | undefined;
   stop: readonly string[];
   seed?: number | undefined;
@@ -61,7 +62,7 @@ const KEY_VERSION = 1;
 /**
  * The cache key of `request` on the catalog model `modelId`: the hex SHA-256 of a canonical JSON encoding of the
  * model id and every field that shapes the answer (messages, tools, tool_choice, parallel_tool_calls,
- * response_format, temperature, top_p, max_tokens, stop, seed, n, presence/frequency penalties).
+ * response_format, temperature, top_p, top_k, max_tokens, stop, seed, n, presence/frequency penalties).
  *
  * Guarantees: equal for requests that differ only in `user`, `metadata`, `stream`, `stream_options` or the
  * requested name (alias or `auto`) once resolved to the same model; object key order never matters; an unset
@@ -78,6 +79,7 @@ export function cacheKey(modelId: string, request: CacheableRequest): string {
     responseFormat: request.responseFormat,
     temperature: request.temperature,
     topP: request.topP,
+    topK: request.topK,
     maxTokens: request.maxTokens,
     stop: request.stop,
     seed: request.seed,
