@@ -44,6 +44,11 @@ export interface Delivery {
   deliveryCount: number;
   streamSequence: number;
   msgId: string | undefined;
+  /**
+   * Tells the server the handler is still at work, restarting the message's ack wait (JetStream's in-progress ack):
+   * a handler that may run longer than `ackWaitMs` calls it periodically so the message is not redelivered meanwhile.
+   */
+  working(): void;
 }
 
 export interface ConsumeOptions<T> {
@@ -60,8 +65,16 @@ export interface ConsumeOptions<T> {
   ackWaitMs?: number;
   /** Messages handled at once by this replica. */
   concurrency?: number;
-  /** Delay before redelivery after a retryable failure, by delivery count. */
+  /**
+   * Delay before redelivery after a retryable failure, by delivery count. An AppError's own `retryAfterMs` (e.g. a
+   * rate limit's) takes precedence.
+   */
   retryDelayMs?: (deliveryCount: number) => number;
+  /**
+   * Messages this replica pulls ahead of its handlers (default `max(concurrency * 2, 256)`). Their ack wait runs while
+   * they wait here, so consumers with long handlers pull no more than they run.
+   */
+  prefetch?: number;
 }
 
 /** A running durable consumer. */
@@ -156,6 +169,7 @@ export async function consumeEvents<T>(options: ConsumeOptions<T>): Promise<Even
         deliveryCount: m.info.deliveryCount,
         streamSequence: m.seq,
         msgId: m.headers?.get("Nats-Msg-Id") || undefined,
+        working: () => m.working(),
       };
       try {
         await context.with(trace.setSpan(parent, span), () => options.handler(event, delivery));
@@ -167,7 +181,8 @@ export async function consumeEvents<T>(options: ConsumeOptions<T>): Promise<Even
         if (!retryable || m.info.deliveryCount >= maxDeliver) {
           await deadLetter(m, (err as Error).message ?? String(err));
         } else {
-          m.nak(retryDelay(m.info.deliveryCount));
+          const after = isAppError(err) && err.retryAfterMs ? err.retryAfterMs : retryDelay(m.info.deliveryCount);
+          m.nak(after);
           metrics.handled.inc({ consumer: durable, outcome: "retry" });
           logger.warn({ err, seq: m.seq, delivery: m.info.deliveryCount }, "event handler failed; redelivering later");
         }
@@ -181,7 +196,7 @@ export async function consumeEvents<T>(options: ConsumeOptions<T>): Promise<Even
   const loop = async () => {
     while (!stopping) {
       try {
-        messages = await consumer.consume({ max_messages: Math.max(concurrency * 2, 256) });
+        messages = await consumer.consume({ max_messages: options.prefetch ?? Math.max(concurrency * 2, 256) });
         for await (const m of messages) {
           const p = handle(m).finally(() => inFlight.delete(p));
           inFlight.add(p);

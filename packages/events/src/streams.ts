@@ -38,10 +38,13 @@ export const StreamSpecs: Record<string, Partial<StreamConfig> & { name: string;
   },
   LLM_JOBS: {
     name: "LLM_JOBS",
-    subjects: [Subjects.jobSubmitted],
+    // Work queues: a message is gone once its one consumer acknowledges it (each subject has one durable consumer).
+    subjects: [Subjects.jobSubmitted, Subjects.jobCallback],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     max_age: 7 * DAY_NS,
+    // A submission retried with the same job id (Nats-Msg-Id) is stored once.
+    duplicate_window: nanos(10 * 60 * 1000),
   },
   LLM_AUDIT: {
     name: "LLM_AUDIT",

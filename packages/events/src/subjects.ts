@@ -2,6 +2,7 @@ import {
   AuditEvent,
   BudgetThresholdCrossed,
   GuardDecision,
+  JobCallback,
   JobSubmitted,
   UsageRecorded,
 } from "@tokenmesh/proto/events/v1/events";
@@ -14,6 +15,14 @@ export const Subjects = {
   budgetThreshold: "llm.budget.threshold.v1",
   guardDecision: "llm.guard.decision.v1",
   jobSubmitted: "llm.jobs.submitted.v1",
+  /** A finished job's callback to deliver (LLM_JOBS work queue, consumed by the gateways' callback senders). */
+  jobCallback: "llm.jobs.callback.v1",
+  /**
+   * Core NATS only (never stored): `llm.jobs.updated.v1.<job id>` says a job's state changed (payload: its status),
+   * so watchers re-read it and the worker running a cancelled job aborts it at once. A hint, not a record: the job
+   * store is the truth, and watchers also re-read it on a timer.
+   */
+  jobUpdatedPrefix: "llm.jobs.updated.v1",
   /** One per change made through the admin API: who, what, when, the request id; never a secret. */
   audit: "llm.audit.v1",
   /** Messages a consumer gave up on: `llm.deadletter.v1.<original subject>`. */
@@ -23,6 +32,11 @@ export const Subjects = {
 /** The dead-letter subject for messages of `subject`. */
 export function deadLetterSubject(subject: string): string {
   return `${Subjects.deadLetterPrefix}.${subject}`;
+}
+
+/** The core-NATS subject announcing a change of job `jobId` (see `Subjects.jobUpdatedPrefix`). */
+export function jobUpdatedSubject(jobId: string): string {
+  return `${Subjects.jobUpdatedPrefix}.${jobId}`;
 }
 
 /** The canonical proto3 JSON codec ts-proto generates for each event message. */
@@ -71,6 +85,13 @@ export const JobSubmittedEvent: EventType<JobSubmitted> = {
   subject: Subjects.jobSubmitted,
   stream: "LLM_JOBS",
   codec: JobSubmitted,
+};
+
+/** `Nats-Msg-Id` = `<job id>:callback`: a job's final state is called back once per job (at least once to the URL). */
+export const JobCallbackEvent: EventType<JobCallback> = {
+  subject: Subjects.jobCallback,
+  stream: "LLM_JOBS",
+  codec: JobCallback,
 };
 
 /** Admin changes (keys, budgets, admin credentials, jobs); `Nats-Msg-Id` = the admin request's id. */
