@@ -50,6 +50,13 @@ export interface ChatCall {
   /** The raw `Authorization` header (or gRPC metadata value). */
   authorization: string | undefined;
   /**
+   * A caller authenticated earlier (an async job runs as the key that submitted it): `authorization` is then not
+   * read. Everything after authentication (admission, guard, routing, usage) applies unchanged.
+   */
+  principal?: Principal;
+  /** RequestContext.priority of the request's internal calls (0, the default: normal; async jobs run lower). */
+  priority?: number;
+  /**
    * The id the gateway minted for this request. It keys the rate-limit slot, the hard-budget hold, the usage
    * event (`Nats-Msg-Id`) and the ledger entry, so it must never come from the client (a client's own id is a
    * correlation id only).
@@ -71,6 +78,10 @@ export interface StartedChat {
 
 export interface EmbedCall {
   authorization: string | undefined;
+  /** As for ChatCall. */
+  principal?: Principal;
+  /** As for ChatCall. */
+  priority?: number;
   /** Minted by the gateway, as for ChatCall. */
   requestId: string;
   request: EmbedRequest;
@@ -175,7 +186,7 @@ export class ChatFlow {
       false,
     );
     try {
-      const principal = await this.auth.authenticate(call.authorization);
+      const principal = call.principal ?? (await this.auth.authenticate(call.authorization));
       draft.principal = principal;
       draft.model = resolveModel(this.deps.catalog(), principal, call.request.model, "embedding").id;
       const user = principal.user || call.request.user;
@@ -190,7 +201,7 @@ export class ChatFlow {
         maxOutputTokens: 0,
         holdOutputTokens: 0,
       });
-      const ctx = contextOf(principal, call.requestId, user);
+      const ctx = contextOf(principal, call.requestId, user, call.priority);
       const out = await this.deps.router.embed(ctx, { ...call.request, model: draft.model }, call.signal);
       draft.model = out.model;
       draft.provider = out.provider;
@@ -205,7 +216,7 @@ export class ChatFlow {
 
   /** Steps 1–5: everything before the first chunk. */
   private async begin(call: ChatCall, draft: UsageDraft) {
-    const principal = await this.auth.authenticate(call.authorization);
+    const principal = call.principal ?? (await this.auth.authenticate(call.authorization));
     draft.principal = principal;
     const request = call.request;
     const { id: modelId, entry } = resolveModel(this.deps.catalog(), principal, request.model, "chat");
@@ -229,7 +240,7 @@ export class ChatFlow {
       maxOutputTokens: request.maxTokens ?? entry?.max_output_tokens ?? DEFAULT_MAX_OUTPUT,
       holdOutputTokens: request.maxTokens ?? 0,
     });
-    const ctx = contextOf(principal, call.requestId, user);
+    const ctx = contextOf(principal, call.requestId, user, call.priority);
     const verdict = await this.deps.guard.checkInput(ctx, modelId, request.messages, call.signal);
     if (verdict.action === "block") {
       throw new AppError(
@@ -288,6 +299,6 @@ function draftOf(call: ChatCall, stream: boolean): UsageDraft {
   );
 }
 
-function contextOf(principal: Principal, requestId: string, user: string): RequestContext {
-  return { requestId, keyId: principal.keyId, team: principal.team, user, priority: 0 };
+function contextOf(principal: Principal, requestId: string, user: string, priority = 0): RequestContext {
+  return { requestId, keyId: principal.keyId, team: principal.team, user, priority };
 }
