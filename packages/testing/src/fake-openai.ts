@@ -12,7 +12,9 @@
  *   `cachedTokens` of the input are reported as cached (OpenAI: prompt_tokens_details.cached_tokens).
  * - `stop` and `max_tokens` are honoured (finish_reason "stop" / "length").
  * - embeddings: unit vectors derived from a hash of each input (8 dimensions unless `dimensions` is asked),
- *   as floats or base64 per `encoding_format`.
+ *   as floats or base64 per `encoding_format`; unrelated for any two different texts. With the `words`
+ *   behaviour, bag-of-words vectors instead (256 dimensions unless asked), so texts sharing most words are close
+ *   (see {@link wordsEmbedding}).
  * - moderations: one result per input, flagged for the behaviour's `moderationFlags` (nothing by default).
  *
  * Behaviours (failures, slowness, cuts) are set for the whole server (`setBehavior`), and per request, which wins:
@@ -58,6 +60,11 @@ export interface FakeBehavior {
   cacheWriteTokens?: number;
   /** OpenAI `/moderations` only: the categories every input is flagged for (unset or empty: none). */
   moderationFlags?: string[];
+  /**
+   * OpenAI `/embeddings` only: "hash" (default) gives unrelated unit vectors for different texts, "words"
+   * bag-of-words vectors where similar texts are similar ({@link wordsEmbedding}). Directive: `words`.
+   */
+  embedding?: "hash" | "words";
 }
 
 /** One request a fake upstream received. */
@@ -106,7 +113,7 @@ export interface FakeUpstreamOptions {
 
 /**
  * Reads behaviour directives from a model name: the part before the first "+" is the name, then any of
- * `tool`, `notool`, `error-<status>`, `retry-<seconds>`, `slow-<ms per chunk>`, `ttfb-<ms>`, `cut-<events>`, `truncate-<events>`,
+ * `tool`, `notool`, `words`, `error-<status>`, `retry-<seconds>`, `slow-<ms per chunk>`, `ttfb-<ms>`, `cut-<events>`, `truncate-<events>`,
  * `stream-error-<events>`, `cached-<tokens>`, `cache-write-<tokens>`. Unknown directives are ignored.
  */
 export function parseModelDirectives(model: string): FakeBehavior {
@@ -116,6 +123,7 @@ export function parseModelDirectives(model: string): FakeBehavior {
     const d = parts[i]!;
     if (d === "tool") out.toolCall = true;
     else if (d === "notool") out.toolCall = false;
+    else if (d === "words") out.embedding = "words";
     else {
       const m = /^([a-z-]+)-(\d+)$/.exec(d);
       if (m === null) continue;
@@ -497,6 +505,25 @@ export function fakeEmbedding(text: string, dimensions: number): number[] {
   return v;
 }
 
+/**
+ * Bag-of-words unit vector for a text: each word (lower-cased letters and digits; every CJK character a word of its
+ * own) adds 1 to the dimension its FNV-1a hash picks. The cosine of two texts is about shared words over the
+ * geometric mean of their word counts (collisions aside): "tell me the capital of france" and "please tell me the
+ * capital of france" are ~0.93 apart, texts without a common word ~0. Deterministic, so tests can rely on it.
+ */
+export function wordsEmbedding(text: string, dimensions: number): number[] {
+  const v = new Array<number>(dimensions).fill(0);
+  for (const word of text
+    .toLowerCase()
+    .match(/[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]|[\p{L}\p{N}]+/gu) ?? []) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < word.length; i++) h = Math.imul(h ^ word.charCodeAt(i), 0x01000193);
+    v[(h >>> 0) % dimensions]! += 1;
+  }
+  const norm = Math.sqrt(v.reduce((n, x) => n + x * x, 0));
+  return norm > 0 ? v.map((x) => x / norm) : v;
+}
+
 async function handleOpenAI(ctx: FakeContext, b: FakeBehavior, apiKey: string | undefined): Promise<void> {
   const { req, res } = ctx;
   const path = (req.url ?? "").split("?")[0]!;
@@ -524,25 +551,31 @@ async function handleOpenAI(ctx: FakeContext, b: FakeBehavior, apiKey: string | 
   if (b.errorStatus !== undefined && (b.streamErrorAfterChunks === undefined || body.stream !== true)) {
     return sendOpenAIError(res, b.errorStatus, b, model);
   }
-  if (path.endsWith("/embeddings")) return openAIEmbeddings(ctx, body, model);
+  if (path.endsWith("/embeddings")) return openAIEmbeddings(ctx, b, body, model);
   if (path.endsWith("/chat/completions")) return openAIChat(ctx, b, body, model);
   if (path.endsWith("/moderations")) return openAIModerations(ctx, b, body, model);
   return sendOpenAIError(res, 404, { errorMessage: `Unknown path ${path}` });
 }
 
-async function openAIEmbeddings(ctx: FakeContext, body: Record<string, unknown>, model: string): Promise<void> {
+async function openAIEmbeddings(
+  ctx: FakeContext,
+  b: FakeBehavior,
+  body: Record<string, unknown>,
+  model: string,
+): Promise<void> {
   const inputs =
     typeof body.input === "string"
       ? [body.input]
       : Array.isArray(body.input)
         ? body.input.map((x) => (typeof x === "string" ? x : JSON.stringify(x)))
         : [];
-  const dims = typeof body.dimensions === "number" && body.dimensions > 0 ? body.dimensions : 8;
+  const words = b.embedding === "words";
+  const dims = typeof body.dimensions === "number" && body.dimensions > 0 ? body.dimensions : words ? 256 : 8;
   const base64 = body.encoding_format === "base64";
   let tokens = 0;
   const data = inputs.map((text, index) => {
     tokens += countWords(text);
-    const vector = fakeEmbedding(text, dims);
+    const vector = words ? wordsEmbedding(text, dims) : fakeEmbedding(text, dims);
     return {
       object: "embedding",
       index,

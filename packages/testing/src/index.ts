@@ -12,6 +12,7 @@ export {
   parseModelDirectives,
   type RecordedRequest,
   startFakeOpenAI,
+  wordsEmbedding,
 } from "./fake-openai.js";
 export {
   DEFAULT_BIN_DIRS,
