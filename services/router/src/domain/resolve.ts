@@ -84,6 +84,18 @@ export function resolveModel(
   return { requested: name, model, candidates: chain(model, byId, kind, []), tier: undefined };
 }
 
+/**
+ * The candidates of an `auto` pick made elsewhere (complexity routing): `pick`, its fallbacks, then the other
+ * members of `tier` of the same kind, as `resolveModel` orders them for `auto:<tier>`.
+ */
+export function tierCandidates(catalog: Catalog, routes: RouteConfig, tier: string, pick: ModelEntry): ModelEntry[] {
+  const byId = new Map(catalog.models.map((m) => [m.id, m]));
+  const members = (routes.tiers.get(tier) ?? [])
+    .map((id) => byId.get(id))
+    .filter((m): m is ModelEntry => m !== undefined && m.kind === pick.kind);
+  return chain(pick, byId, pick.kind, members);
+}
+
 function article(kind: ModelKind): string {
   return kind === "chat" ? "a chat" : "an embedding";
 }

@@ -1,5 +1,6 @@
 import type { Catalog } from "@tokenmesh/catalog";
 import { z } from "zod";
+import { DEFAULT_WEIGHTS, SIGNALS, type SignalWeights } from "./complexity.js";
 
 const RetrySchema = z
   .object({
@@ -24,14 +25,44 @@ const BreakerSchema = z
   })
   .strict();
 
+/**
+ * `auto` by complexity and cost (see complexity.ts for the signals). As the catalog documents it:
+ *
+ * ```yaml
+ * routes:
+ *   auto:
+ *     default_tier: small
+ *     tiers: { small: [local-tiny, gpt-mini], large: [gpt-4o, claude-sonnet] }
+ *     scoring:
+ *       thresholds: { large: 0.5 }      # the lowest score that picks each tier; below all: default_tier
+ *       weights: { code: 0.45, long: 0.3 }   # per signal, in [0, 1]; unlisted signals keep their defaults
+ * ```
+ *
+ * Without `scoring`, `auto` keeps its plain meaning: the first ready model of the default tier.
+ */
+const ScoringSchema = z
+  .object({
+    thresholds: z.record(z.string().min(1), z.number().gt(0).max(1)),
+    weights: z
+      .object(Object.fromEntries(SIGNALS.map((s) => [s, z.number().min(0).max(1).optional()])))
+      .strict()
+      .default({}),
+  })
+  .strict();
+
 const AutoSchema = z
   .object({
     default_tier: z.string().min(1),
     /** Tier name → catalog model ids, in order of preference. */
     tiers: z.record(z.string().min(1), z.array(z.string().min(1)).min(1)),
+    scoring: ScoringSchema.optional(),
   })
   .strict()
-  .refine((a) => a.default_tier in a.tiers, { message: "default_tier must name one of tiers", path: ["default_tier"] });
+  .refine((a) => a.default_tier in a.tiers, { message: "default_tier must name one of tiers", path: ["default_tier"] })
+  .refine((a) => Object.keys(a.scoring?.thresholds ?? {}).every((t) => t in a.tiers), {
+    message: "every threshold must name one of tiers",
+    path: ["scoring", "thresholds"],
+  });
 
 /**
  * The exact response cache, shared by every router replica through Redis. Off by default. As the catalog's
@@ -103,12 +134,21 @@ export interface CachePolicy {
   deterministicOnly: boolean;
 }
 
+/** How bare `auto` scores a request and maps the score to a tier (`routes.auto.scoring`). */
+export interface ScoringPolicy {
+  /** Tier → the lowest score that picks it; a score below every threshold picks the default tier. */
+  thresholds: ReadonlyMap<string, number>;
+  weights: Readonly<SignalWeights>;
+}
+
 /** The validated routing configuration the domain works with. */
 export interface RouteConfig {
   /** Tier name → model ids in order of preference (from `routes.auto.tiers`, or derived from models' `tier`). */
   tiers: ReadonlyMap<string, readonly string[]>;
   /** The tier `auto` uses; undefined when no tier exists (then `auto` is unknown). */
   defaultTier: string | undefined;
+  /** Set when `routes.auto.scoring` is: bare `auto` then picks its tier by the request's complexity. */
+  scoring?: ScoringPolicy | undefined;
   retry: RetryPolicy;
   breaker: BreakerPolicy;
   cache: CachePolicy;
@@ -154,9 +194,17 @@ export function parseRoutes(catalog: Catalog): RouteConfig {
       defaultTier ??= m.tier;
     }
   }
+  const scoring = section.auto?.scoring;
   return {
     tiers,
     defaultTier,
+    scoring:
+      scoring === undefined
+        ? undefined
+        : {
+            thresholds: new Map(Object.entries(scoring.thresholds)),
+            weights: { ...DEFAULT_WEIGHTS, ...(scoring.weights as Partial<SignalWeights>) },
+          },
     retry: {
       maxAttempts: section.retry.max_attempts,
       baseDelayMs: section.retry.base_delay_ms,
