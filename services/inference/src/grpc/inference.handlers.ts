@@ -55,6 +55,8 @@ export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof Infe
           model: entry,
           request,
           signal: ctx.signal,
+          priority: req.context?.priority ?? 0,
+          tenant: req.context?.team || req.context?.keyId || "",
         })) {
           if (firstAt === undefined && chunk.choices.some((c) => c.content || c.toolCalls.length > 0)) {
             firstAt = performance.now();

@@ -108,8 +108,8 @@ const DEFAULT_TEMPERATURE = 1;
  *
  * Per chat model, one llama context holds `slots` sequences. Each request takes a free sequence for its whole
  * generation; node-llama-cpp decodes the next token of every active sequence in one batch (continuous batching), so
- * requests join and leave the batch token by token. Requests that find no free sequence wait in a FIFO queue of
- * `queue_size`; beyond that they fail at once with RESOURCE_EXHAUSTED (retryable). A request whose signal aborts
+ * requests join and leave the batch token by token. Requests that find no free sequence wait in a queue of
+ * `queue_size`, served by priority class (with aging), then tenant turn, then arrival (slot-pool.ts); beyond that they fail at once with RESOURCE_EXHAUSTED (retryable). A request whose signal aborts
  * leaves the queue at once, or stops generating after at most the token being decoded, and frees its sequence.
  *
  * Usage is exact: input tokens are the tokens of the templated prompt fed to the model (BOS and template tokens
@@ -294,7 +294,7 @@ export class LocalEngine implements Engine {
     );
     const grammar = await this.grammarFor(request, entry);
 
-    const sequence = await loaded.pool.acquire(signal);
+    const sequence = await loaded.pool.acquire(signal, { priority: call.priority, tenant: call.tenant });
     try {
       // Reuse the KV cache of whatever prefix this sequence already holds (a previous turn of the same chat,
       // a shared system prompt); at least one token is evaluated so there are logits to sample from.

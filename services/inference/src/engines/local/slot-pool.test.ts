@@ -31,6 +31,21 @@ describe("SlotPool", () => {
     expect(pool.active).toBe(0);
   });
 
+  it("gives a released slot to an interactive waiter before queued batch waiters", async () => {
+    const pool = new SlotPool(["a"], 10, "m");
+    await pool.acquire(live(), { priority: 1 });
+    const order: string[] = [];
+    const wait = (name: string, priority: number) =>
+      pool.acquire(live(), { priority, tenant: "t" }).then((slot) => {
+        order.push(name);
+        pool.release(slot);
+      });
+    const waits = [wait("b1", 1), wait("b2", 1), wait("b3", 1), wait("i1", 3)];
+    pool.release("a");
+    await Promise.all(waits);
+    expect(order).toEqual(["i1", "b1", "b2", "b3"]);
+  });
+
   it("removes an aborted waiter from the queue at once", async () => {
     const depths: number[] = [];
     const pool = new SlotPool(["a"], 2, "m", { queueDepth: (n) => depths.push(n), active: () => {} });
