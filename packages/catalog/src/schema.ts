@@ -45,6 +45,11 @@ const common = {
   owned_by: z.string().optional(),
   /** Hedged requests for this model (router issue); chat models only. */
   hedge: Hedge.optional(),
+  /**
+   * Requests of this model running at once across every gateway replica (admission, exact through Redis); more wait
+   * in the gateway's fair queue. Unset: no limit.
+   */
+  max_concurrent: z.number().int().positive().optional(),
 };
 
 const LocalModel = z
