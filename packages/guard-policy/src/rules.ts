@@ -181,13 +181,16 @@ export type PiiKind = (typeof PII_KINDS)[number];
 
 /**
  * Words that make an 11-digit number an order, tracking or reference number rather than a mobile number when they
- * come right before it ("订单号：13812345678", "order #13812345678"). At most 22 characters: the redactor keeps 32
+ * come right before it ("订单号：13812345678", "订单号是…", "order #13812345678"). At most 22 characters: the redactor keeps 32
  * characters of context before unreleased text, so the lookbehind sees the same text however a stream is split.
  */
-const NOT_A_MOBILE_CONTEXT = String.raw`(?:订单|单号|编号|流水|运单|快递|工单|发票|合同|序列号|order|invoice|tracking|shipment|ref|reference|serial|sku|#)[^\S\n]{0,2}(?:号码?|编号|number|num|no\.?|id)?[^\S\n]{0,2}[:：#]?[^\S\n]{0,2}`;
+const NOT_A_MOBILE_CONTEXT = String.raw`(?:订单|单号|编号|流水|运单|快递|工单|发票|合同|序列号|order|invoice|tracking|shipment|ref|reference|serial|sku|#)[^\S\n]{0,2}(?:号码?|编号|number|num|no\.?|id)?[^\S\n]{0,2}[:：#是为]?[^\S\n]{0,2}`;
 
 /** Mainland mobile number segments (13x, 145–149, 15x but 154, 162/165–167, 170–178, 18x, 19x but 194). */
 const CN_MOBILE_PREFIX = String.raw`1(?:3\d|4[5-9]|5[0-35-9]|6[2567]|7[0-8]|8\d|9[0-35-9])`;
+
+/** 18 digits laid out like a resident ID: province 11–83, a 19xx/20xx birth date, sequence and check digit. */
+const ID_SHAPE = /^[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{4}$/;
 
 /** PII detectors by kind; rule ids are `pii.<kind>`. */
 export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
@@ -267,8 +270,15 @@ export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
     first: charSet("0-9"),
     validate: longestValidPrefix((s) => {
       const digits = s.replace(/[ -]/g, "");
-      // Luhn accepts runs of zeros; no card number is one repeated digit.
-      return digits.length >= 13 && digits.length <= 19 && !/^(\d)\1*$/.test(digits) && luhnValid(digits);
+      // Luhn accepts runs of zeros; no card number is one repeated digit. An 18-digit number shaped like a resident
+      // ID (province, birth date) is a mistyped ID, not a card: a tenth of them pass Luhn by chance.
+      return (
+        digits.length >= 13 &&
+        digits.length <= 19 &&
+        !/^(\d)\1*$/.test(digits) &&
+        !ID_SHAPE.test(digits) &&
+        luhnValid(digits)
+      );
     }, 13),
   },
   us_ssn: {
