@@ -9,6 +9,7 @@ export {
   type JournalRecord,
   OutboxFullError,
   type OutboxJournal,
+  publishEvent,
 } from "./publisher.js";
 export { type JournalRedis, RedisOutboxJournal } from "./redis-journal.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";

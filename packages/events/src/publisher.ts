@@ -297,3 +297,26 @@ export class EventPublisher {
     if (this.depth === 0) for (const r of this.idle.splice(0)) r();
   }
 }
+
+/**
+ * Publishes one event and waits for JetStream's acknowledgement, with `Nats-Msg-Id` and the active trace context,
+ * without an outbox: for a caller that answers only once the event is stored (a job submission) and reports a
+ * failure to its own caller. Rejects on a timeout or a refusal, in which case the event may still have been stored
+ * (the ack was lost): publish again with the same id, or treat the outcome as unknown.
+ */
+export async function publishEvent<T>(
+  js: JetStreamClient,
+  type: EventType<T>,
+  message: T,
+  options: { msgId: string; timeoutMs?: number },
+): Promise<PubAck> {
+  const h = natsHeaders();
+  propagation.inject(context.active(), h, { set: (carrier, k, v) => carrier.set(k, v) });
+  const ack = await js.publish(type.subject, encodeEvent(type, message), {
+    msgID: options.msgId,
+    headers: h,
+    timeout: options.timeoutMs ?? 5_000,
+  });
+  metrics.published.inc({ subject: type.subject, duplicate: String(ack.duplicate) });
+  return ack;
+}
