@@ -21,7 +21,7 @@ export { decisionMessageId, type GuardDecisionRecord } from "./decision.js";
 export { LLAMA_GUARD_CATEGORIES, SHIELDGEMMA_HARMS, type ShieldGemmaHarm } from "./hazards.js";
 export { BASE64_RULE, detectInjection, type InjectionRule } from "./injection.js";
 export { messageTexts, type SlottedMessage, withMessageTexts } from "./messages.js";
-export { OutputFilter, type OutputRelease } from "./output-filter.js";
+export { OutputFilter, type OutputRelease, type OutputSlot } from "./output-filter.js";
 export {
   type CompiledPolicy,
   compileGuardSection,

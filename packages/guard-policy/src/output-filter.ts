@@ -1,9 +1,17 @@
 import type { CompiledPolicy } from "./policy.js";
 import { StreamRedactor } from "./redactor.js";
 
+/**
+ * Which text of a choice a fragment belongs to: its content, its refusal, or the arguments of its tool call `n`
+ * (the tool call's own index). Each slot of each choice is redacted as a text of its own.
+ */
+export type OutputSlot = "content" | "refusal" | `tool:${number}`;
+
 /** Text released for one choice. */
 export interface OutputRelease {
   index: number;
+  /** The slot the text belongs to ("content" unless written to another one). */
+  slot: OutputSlot;
   text: string;
   /** Rules that redacted something in `text`, without repeats. */
   ruleIds: string[];
@@ -14,50 +22,85 @@ export interface OutputRelease {
 }
 
 /**
- * The output side of one stream: a StreamRedactor per choice index, so fragments of different choices never
- * mix. Remembers which rules redacted anything (for the end-of-stream decision) and whether it blocked; after a
- * block it releases nothing more.
+ * The output side of one stream: a StreamRedactor per choice index and slot, so fragments of different choices,
+ * and a choice's content, refusal and each tool call's arguments, never mix. Remembers which rules redacted
+ * anything (for the end-of-stream decision) and whether it blocked — a block in any slot stops the whole output;
+ * after a block it releases nothing more.
  */
 export class OutputFilter {
-  private readonly redactors = new Map<number, StreamRedactor>();
+  /** Choice index → slot → redactor; slots in the order they were first written. */
+  private readonly redactors = new Map<number, Map<OutputSlot, StreamRedactor>>();
   private readonly redacted = new Set<string>();
   private hitList: string[] = [];
   private blockRule: string | undefined;
 
   constructor(private readonly policy: CompiledPolicy) {}
 
-  /** Takes a fragment of choice `index`; returns what may be released now (undefined when nothing). */
-  text(index: number, text: string): OutputRelease | undefined {
+  /**
+   * Takes a fragment of choice `index` (of its content unless `slot` says otherwise); returns what may be released
+   * now (undefined when nothing).
+   */
+  text(index: number, text: string, slot: OutputSlot = "content"): OutputRelease | undefined {
     if (this.blockRule !== undefined) return undefined;
-    let r = this.redactors.get(index);
+    let slots = this.redactors.get(index);
+    if (!slots) {
+      slots = new Map();
+      this.redactors.set(index, slots);
+    }
+    let r = slots.get(slot);
     if (!r) {
       r = new StreamRedactor(this.policy.outputRules, { stopOnBlock: true });
-      this.redactors.set(index, r);
+      slots.set(slot, r);
     }
-    return this.release(index, r.push(text), false);
+    return this.release(index, slot, r.push(text), false);
   }
 
   /**
-   * Ends choice `index`: releases what it held back, always as one release marked `flushed` (empty text when
-   * nothing was held, or the index was never seen). Undefined only after a block.
+   * Ends one slot of choice `index` (its content by default): releases what it held back, always as one release
+   * marked `flushed` (empty text when nothing was held, or the slot was never written). Undefined only after a
+   * block.
    */
-  flush(index: number): OutputRelease | undefined {
+  flush(index: number, slot: OutputSlot = "content"): OutputRelease | undefined {
     if (this.blockRule !== undefined) return undefined;
-    const r = this.redactors.get(index);
-    this.redactors.delete(index);
-    const out = this.release(index, r ? r.flush() : { text: "", hits: [] }, true);
-    return out ?? { index, text: "", ruleIds: [], blocked: false, flushed: true };
+    const slots = this.redactors.get(index);
+    const r = slots?.get(slot);
+    slots?.delete(slot);
+    if (slots?.size === 0) this.redactors.delete(index);
+    const out = this.release(index, slot, r ? r.flush() : { text: "", hits: [] }, true);
+    return out ?? { index, slot, text: "", ruleIds: [], blocked: false, flushed: true };
   }
 
-  /** Ends the stream: releases what every choice still open held (not marked `flushed`), in index order. */
+  /**
+   * Ends choice `index`: flushes its content (always, as {@link flush} does) and then every other slot written,
+   * in the order first written. Stops at a block: the last release is then the blocked one. Empty after a block.
+   */
+  flushChoice(index: number): OutputRelease[] {
+    const others = [...(this.redactors.get(index)?.keys() ?? [])].filter((s) => s !== "content");
+    const out: OutputRelease[] = [];
+    for (const slot of ["content" as const, ...others]) {
+      const r = this.flush(index, slot);
+      if (!r) break;
+      out.push(r);
+      if (r.blocked) break;
+    }
+    return out;
+  }
+
+  /**
+   * Ends the stream: releases what every choice still open held (not marked `flushed`), in index order and each
+   * choice's slots in the order first written.
+   */
   end(): OutputRelease[] {
     const out: OutputRelease[] = [];
     if (this.blockRule !== undefined) return out;
     for (const index of [...this.redactors.keys()].sort((a, b) => a - b)) {
-      const r = this.redactors.get(index)!;
+      const slots = this.redactors.get(index)!;
       this.redactors.delete(index);
-      const rel = this.release(index, r.flush(), false);
-      if (rel) out.push(rel);
+      for (const [slot, r] of slots) {
+        const rel = this.release(index, slot, r.flush(), false);
+        if (rel) out.push(rel);
+        if (this.blockRule !== undefined) return out;
+      }
     }
     return out;
   }
@@ -81,6 +124,7 @@ export class OutputFilter {
 
   private release(
     index: number,
+    slot: OutputSlot,
     r: { text: string; hits: string[]; blockedBy?: string },
     flushed: boolean,
   ): OutputRelease | undefined {
@@ -88,10 +132,10 @@ export class OutputFilter {
     if (r.blockedBy !== undefined) {
       this.blockRule = r.blockedBy;
       this.redactors.clear();
-      return { index, text: "", ruleIds: [r.blockedBy], blocked: true, flushed: false };
+      return { index, slot, text: "", ruleIds: [r.blockedBy], blocked: true, flushed: false };
     }
     for (const id of r.hits) this.redacted.add(id);
     if (r.text === "" && r.hits.length === 0 && !flushed) return undefined;
-    return { index, text: r.text, ruleIds: [...new Set(r.hits)], blocked: false, flushed };
+    return { index, slot, text: r.text, ruleIds: [...new Set(r.hits)], blocked: false, flushed };
   }
 }
