@@ -37,11 +37,14 @@ import { compileAuthSection } from "./domain/jwt-auth.js";
 import { hashSecret } from "./domain/keys.js";
 import { correlationId, mintRequestId } from "./domain/request-id.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
+import { jobHandlers } from "./grpc/jobs.handlers.js";
 import { registerAdminRoutes } from "./http/admin.routes.js";
 import { registerAnthropicRoutes } from "./http/anthropic.routes.js";
 import { registerErrorHandler } from "./http/errors.js";
+import { registerJobRoutes } from "./http/jobs.routes.js";
 import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
+import { createJobs } from "./jobs/index.js";
 import { metrics } from "./metrics.js";
 
 /** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
@@ -50,6 +53,9 @@ const ENDPOINTS: Record<string, string> = {
   "/v1/chat/completions": "chat",
   "/v1/embeddings": "embeddings",
   "/v1/models": "models",
+  "/v1/jobs": "jobs",
+  "/v1/jobs/batch": "jobs",
+  "/v1/jobs/:id": "jobs",
 };
 const SCOPE_OF: Record<string, Scope> = { key: Scope.SCOPE_KEY, team: Scope.SCOPE_TEAM, user: Scope.SCOPE_USER };
 
@@ -148,7 +154,20 @@ export function createApp(
       router: async () => `${(await router.listModels(AbortSignal.timeout(1_000))).length} models`,
     },
   });
-  host.grpc!.add(GatewayServiceService, gatewayHandlers({ flow, router }));
+  const jobs = createJobs(config, {
+    redis,
+    flow,
+    keys,
+    limiter,
+    budgets,
+    cost,
+    catalog: () => catalog.current,
+    logger,
+  });
+  host.grpc!.add(GatewayServiceService, {
+    ...gatewayHandlers({ flow, router }),
+    ...jobHandlers({ jobs: jobs.service }),
+  });
 
   const http = Fastify({
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
@@ -189,6 +208,7 @@ export function createApp(
   registerOpsRoutes(http, host);
   registerOpenAIRoutes(http, { flow, router });
   registerAnthropicRoutes(http, { flow, catalog: () => catalog.current, logger });
+  registerJobRoutes(http, { jobs: jobs.service });
   registerAdminRoutes(http, {
     keys,
     adminKeyHash,
@@ -209,6 +229,8 @@ export function createApp(
   });
   lifecycle.onShutdown("guard policy: unwatch", ShutdownPhase.StopIntake, () => guardPolicies.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
+  // Running jobs are given back (same attempt) for another replica, before the connections close.
+  lifecycle.onShutdown("jobs: stop workers", ShutdownPhase.StopIntake, () => jobs.stop());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
@@ -279,6 +301,7 @@ export function createApp(
       recoverTimer.unref();
       usageSink = new JetStreamUsageSink(publisher, logger);
       await budgets.start(js);
+      await jobs.start(nc, js, await jetstreamManager(nc));
       await host.start();
       // Headers over Node's 16 KiB limit are refused with 431 by Node itself.
       await http.listen({ host: config.GATEWAY_HOST, port: config.GATEWAY_HTTP_PORT });

@@ -36,6 +36,37 @@ export const GatewayConfigSchema = z.object({
    * (0: journal every event). The journal is what republishes events of a replica that died during a NATS outage.
    */
   GATEWAY_OUTBOX_JOURNAL_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(250),
+  /** How long a job's record (state, result) is kept after its last change; GET answers 404 afterwards. */
+  GATEWAY_JOB_RETENTION_S: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600),
+  /** Jobs this replica runs at once (0: it takes submissions but runs none). */
+  GATEWAY_JOB_WORKERS: z.coerce.number().int().min(0).max(1024).default(8),
+  /**
+   * A running job's lease and JetStream ack wait: a worker that dies mid-job leaves it to another after this long.
+   * The running worker renews both every third of it.
+   */
+  GATEWAY_JOB_LEASE_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  /** Runs of a job that fails retryably (model unavailable, a limit full) before it is failed. */
+  GATEWAY_JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(3),
+  /** Most requests in one `POST /v1/jobs/batch`. */
+  GATEWAY_JOB_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** Requests of one batch job in flight at once (so the local engine can batch them). */
+  GATEWAY_JOB_BATCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /**
+   * Hosts a job's `callback_url` may name: comma-separated `*`, `*.example.com` or exact hosts/IPs. Link-local and
+   * cloud metadata addresses are refused whatever it says. The default `*` lets a key holder make the gateway POST to
+   * any other host it can reach (loopback and private networks included): list your receivers in production.
+   */
+  GATEWAY_CALLBACK_ALLOW: z.string().default("*"),
+  /** Tries of a callback before it is dead-lettered (`llm.deadletter.v1.llm.jobs.callback.v1`). */
+  GATEWAY_CALLBACK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
+  /** First retry delay of a callback; doubled each try, at most 10 minutes. */
+  GATEWAY_CALLBACK_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(1_000),
+  /** Time a callback receiver has to answer. */
+  GATEWAY_CALLBACK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
 });
 
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;

@@ -79,6 +79,14 @@ describe("job state machine", () => {
     });
   });
 
+  it("gives a released job back to the queue with the same attempt", () => {
+    expect(transition(running("w1", 130), { type: "release", owner: "w1", now: 125 })).toEqual({
+      kind: "apply",
+      next: { ...running("", 0), status: "queued" },
+    });
+    expect(transition(running("w1", 130), { type: "release", owner: "w2", now: 125 }).kind).toBe("lost");
+  });
+
   it("cancels a queued or running job; the running worker then finds its run lost", () => {
     const c = transition(running("w1", 130), { type: "cancel", now: 120 });
     expect(c).toEqual({ kind: "apply", next: { ...running("", 0), status: "cancelled", finishedAt: 120 } });

@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
  * ```
  * queued ──claim──▶ running ──finish──▶ succeeded | failed
  *   ▲                 │  │
- *   └────retry────────┘  └─(lease expires: the next claim takes it over, same attempt)
+ *   ├────retry────────┤  (attempt + 1)
+ *   └────release──────┘  (same attempt: its replica stopped; or the lease expires and the next claim takes over)
  * queued | running ──cancel──▶ cancelled
  * ```
  *
@@ -46,6 +47,8 @@ export type JobEvent =
   | { type: "finish"; owner: string; now: number; outcome: "succeeded" | "failed" }
   /** The running worker failed retryably and gives the job back to the queue for another attempt. */
   | { type: "retry"; owner: string; now: number }
+  /** The running worker stops (its replica shuts down) and gives the job back unfinished, same attempt. */
+  | { type: "release"; owner: string; now: number }
   /** The owner cancels (a queued job never runs; a running one is aborted by its worker). */
   | { type: "cancel"; now: number };
 
@@ -93,6 +96,9 @@ export function transition(state: JobState, event: JobEvent): Transition {
         kind: "apply",
         next: { ...state, status: "queued", attempt: state.attempt + 1, owner: "", leaseUntil: 0 },
       };
+    case "release":
+      if (!owns(state, event.owner)) return { kind: "lost", status: state.status };
+      return { kind: "apply", next: { ...state, status: "queued", owner: "", leaseUntil: 0 } };
     case "cancel":
       if (isFinal(state.status)) return { kind: "final", status: state.status };
       return {

@@ -36,8 +36,11 @@ function requestId(ctx: CallContext): string {
   return mintRequestId();
 }
 
-/** The public gRPC API: the same flow and errors as HTTP, with gRPC status codes. */
-export function gatewayHandlers(deps: { flow: ChatFlow; router: Router }): Handlers<typeof GatewayServiceService> {
+/** The public gRPC API: the same flow and errors as HTTP, with gRPC status codes (jobs: jobs.handlers.ts). */
+export function gatewayHandlers(deps: {
+  flow: ChatFlow;
+  router: Router;
+}): Omit<Handlers<typeof GatewayServiceService>, "submitJob" | "getJob" | "cancelJob" | "watchJob"> {
   const { flow } = deps;
   return {
     async chat(request, ctx) {
