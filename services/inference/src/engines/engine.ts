@@ -9,7 +9,7 @@ export interface GenerateCall {
   request: ChatRequest;
   /** Aborted when the caller cancels or the deadline passes: the engine stops generating / aborts the upstream. */
   signal: AbortSignal;
-  /** `RequestContext.priority` (3 interactive, 2 standard or 0, 1 batch): the order of the slot queue. */
+  /** `RequestContext.priority` (1 interactive, 0 standard, -1 batch): the order of the slot queue. */
   priority?: number;
   /** Whose turn it is in the slot queue: the team, else the key id. */
   tenant?: string;

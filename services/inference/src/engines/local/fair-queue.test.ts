@@ -29,8 +29,15 @@ describe("FairQueue", () => {
     expect(q.size).toBe(0);
   });
 
-  it("treats 0 and unknown priorities as standard", () => {
-    expect([0, undefined, 7, -1].map(classOf)).toEqual([STANDARD, STANDARD, STANDARD, STANDARD]);
+  it("reads RequestContext.priority: below 0 batch, 0 or unset standard, above 0 interactive", () => {
+    expect([-1, -7, 0, undefined, 1, 3].map(classOf)).toEqual([
+      BATCH,
+      BATCH,
+      STANDARD,
+      STANDARD,
+      INTERACTIVE,
+      INTERACTIVE,
+    ]);
   });
 
   it("ages a waiting request by one class per aging period, so batch is never starved", () => {

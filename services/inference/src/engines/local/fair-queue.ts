@@ -1,11 +1,15 @@
-/** Priority classes as carried by `RequestContext.priority`: higher is served first; anything else counts as 2. */
+/** The queue's classes, lowest first (the public PriorityClass enum's numbers). */
 export const BATCH = 1;
 export const STANDARD = 2;
 export const INTERACTIVE = 3;
 
-/** The class a `RequestContext.priority` value stands for (0, unset, and unknown values: standard). */
+/**
+ * The class of a `RequestContext.priority` number (higher first, 0 standard): below 0 batch, 0 (also unset, e.g. an
+ * internal caller) standard, above 0 interactive.
+ */
 export function classOf(priority: number | undefined): number {
-  return priority === BATCH || priority === STANDARD || priority === INTERACTIVE ? priority : STANDARD;
+  if (priority === undefined || priority === 0) return STANDARD;
+  return priority < 0 ? BATCH : INTERACTIVE;
 }
 
 interface Entry<T> {
@@ -49,9 +53,8 @@ export class FairQueue<T> {
     return this.count;
   }
 
-  /** Queues `value` at the back of its tenant's line in its class. */
-  push(value: T, priority: number | undefined, tenant: string): QueueTicket {
-    const cls = classOf(priority);
+  /** Queues `value` at the back of its tenant's line in its class (BATCH, STANDARD or INTERACTIVE). */
+  push(value: T, cls: number, tenant: string): QueueTicket {
     const entry: Entry<T> = { value, cls, tenant, arrivedAt: this.now(), removed: false };
     let tenants = this.classes.get(cls);
     if (tenants === undefined) {

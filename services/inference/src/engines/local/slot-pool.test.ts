@@ -33,14 +33,14 @@ describe("SlotPool", () => {
 
   it("gives a released slot to an interactive waiter before queued batch waiters", async () => {
     const pool = new SlotPool(["a"], 10, "m");
-    await pool.acquire(live(), { priority: 1 });
+    await pool.acquire(live(), { priority: -1 });
     const order: string[] = [];
     const wait = (name: string, priority: number) =>
       pool.acquire(live(), { priority, tenant: "t" }).then((slot) => {
         order.push(name);
         pool.release(slot);
       });
-    const waits = [wait("b1", 1), wait("b2", 1), wait("b3", 1), wait("i1", 3)];
+    const waits = [wait("b1", -1), wait("b2", -1), wait("b3", -1), wait("i1", 1)];
     pool.release("a");
     await Promise.all(waits);
     expect(order).toEqual(["i1", "b1", "b2", "b3"]);

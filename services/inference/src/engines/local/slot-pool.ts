@@ -1,5 +1,5 @@
 import { AppError, abortedError, ResourceExhaustedError } from "@tokenmesh/runtime";
-import { FairQueue, type QueueTicket } from "./fair-queue.js";
+import { classOf, FairQueue, type QueueTicket } from "./fair-queue.js";
 
 /** Called whenever the number of waiting or busy slots changes. */
 export interface SlotPoolListener {
@@ -16,7 +16,7 @@ interface Waiter<T> {
 
 /** Who is asking for a slot: the order of the queue (fair-queue.ts) depends on it. */
 export interface SlotRequest {
-  /** `RequestContext.priority`: 3 interactive, 2 standard (also 0), 1 batch. */
+  /** `RequestContext.priority`: 1 interactive, 0 (or unset) standard, -1 batch. */
   priority?: number;
   /** The tenant whose turn it is (the team, else the key id); requests without one share a turn. */
   tenant?: string;
@@ -101,7 +101,7 @@ export class SlotPool<T> {
         },
       };
       signal.addEventListener("abort", waiter.onAbort, { once: true });
-      ticket = this.waiters.push(waiter, who.priority, who.tenant ?? "");
+      ticket = this.waiters.push(waiter, classOf(who.priority), who.tenant ?? "");
       this.listener?.queueDepth(this.waiters.size);
     });
   }
