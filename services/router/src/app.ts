@@ -18,7 +18,9 @@ import { InferenceClient } from "./adapters/inference.client.js";
 import { ModelCaller } from "./adapters/model.caller.js";
 import { ModelReadiness, ModelStatusCache } from "./adapters/model-status.js";
 import { RedisCircuitBreaker } from "./adapters/redis-breaker.js";
+import { RedisLatencyStats } from "./adapters/redis-latency-stats.js";
 import { RedisResponseCache } from "./adapters/redis-response-cache.js";
+import { RedisUpgradeStore } from "./adapters/redis-upgrade-store.js";
 import { type RouterConfig, readSecret } from "./config.js";
 import { JetStreamServedUsage } from "./events/usage-served.publisher.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
@@ -35,6 +37,7 @@ export interface RouterApp extends App {
   catalog: LiveCatalog<RoutingSnapshot>;
   breaker: RedisCircuitBreaker;
   cache: RedisResponseCache;
+  latency: RedisLatencyStats;
 }
 
 /**
@@ -83,10 +86,23 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   let publisher: EventPublisher | undefined;
   let recoverTimer: NodeJS.Timeout | undefined;
   const served = new JetStreamServedUsage(() => publisher, logger);
-  host.grpc?.add(RouterServiceService, routerHandlers({ catalog, models, readiness, breaker, cache, served, logger }));
+  // Time to first token per model, shared through Redis: hedging waits and `auto`'s latency tie-break.
+  const latency = new RedisLatencyStats(redis, logger.child({ component: "latency" }), {
+    prefix: config.ROUTER_REDIS_PREFIX,
+  });
+  const upgrades = new RedisUpgradeStore(redis, logger.child({ component: "upgrades" }), {
+    prefix: config.ROUTER_REDIS_PREFIX,
+  });
+  host.grpc?.add(
+    RouterServiceService,
+    routerHandlers({ catalog, models, readiness, breaker, cache, served, latency, upgrades, logger }),
+  );
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
+  // Speculative slow answers nobody waits for still finish (and report their usage) before events are flushed.
+  lifecycle.onShutdown("upgrades: finish slow runs", ShutdownPhase.Drain, () => upgrades.settled());
+  lifecycle.onShutdown("latency: last write", ShutdownPhase.FlushEvents, () => latency.stop());
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
@@ -103,6 +119,7 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
     catalog,
     breaker,
     cache,
+    latency,
     async start() {
       await catalog.start();
       await redis.connect();
@@ -123,6 +140,7 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
           .catch((err: Error) => logger.warn({ err: err.message }, "outbox recovery failed"));
       }, RECOVER_AFTER_MS / 2);
       recoverTimer.unref();
+      latency.start();
       await host.start();
     },
     stop: () => lifecycle.shutdown("stop"),

@@ -34,6 +34,15 @@ export const routerMetrics = {
     "tokenmesh_router_cache_lookup_failures_total",
     "Cache lookups that failed (Redis error, timeout or unreadable entry) and were treated as misses",
   ),
+  hedges: counter(
+    "tokenmesh_router_hedges_total",
+    "Hedged attempts started (no first token in time), by model and target",
+    ["model", "to"],
+  ),
+  hedgeWins: counter("tokenmesh_router_hedge_wins_total", "Hedged attempts that answered first, by model and target", [
+    "model",
+    "to",
+  ]),
   catalogReloads: counter("tokenmesh_router_catalog_reloads_total", "Catalog reloads, by outcome", ["outcome"]),
   upstreamDuration: histogram(
     "tokenmesh_router_upstream_duration_seconds",

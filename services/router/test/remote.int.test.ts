@@ -112,7 +112,13 @@ describe("router calling remote providers in-process", () => {
 
   it("streams a remote model's answer with one CLIENT span per attempt and no call to inference", async () => {
     const msgs = await route("gpt");
-    expect(msgs[0]?.route).toEqual({ model: "gpt", provider: "openai", cacheHit: false, attempts: 1 });
+    expect(msgs[0]?.route).toMatchObject({
+      model: "gpt",
+      provider: "openai",
+      cacheHit: false,
+      attempts: 1,
+      reason: "model:gpt",
+    });
     expect(text(msgs)).toBe("hello remote world");
     expect(msgs.at(-1)?.chunk?.usage).toEqual({ inputTokens: 3, outputTokens: 3, cachedTokens: 0 });
     expect(openai.requests).toHaveLength(1);

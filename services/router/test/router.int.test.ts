@@ -176,7 +176,13 @@ describe("router over gRPC", () => {
   it("retries a failing model and then streams, with the route first", async () => {
     const rid = uniqueName("req");
     const msgs = await route("flaky-alias", rid);
-    expect(msgs[0]?.route).toEqual({ model: "flaky", provider: "local", cacheHit: false, attempts: 3 });
+    expect(msgs[0]?.route).toMatchObject({
+      model: "flaky",
+      provider: "local",
+      cacheHit: false,
+      attempts: 3,
+      reason: "alias:flaky-alias",
+    });
     expect(msgs.slice(1).every((m) => m.chunk !== undefined)).toBe(true);
     expect(text(msgs)).toBe("hello from flaky");
     expect(msgs.at(-1)?.chunk?.usage).toEqual({ inputTokens: 3, outputTokens: 2, cachedTokens: 0 });

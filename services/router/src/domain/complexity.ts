@@ -48,7 +48,7 @@ export const DEFAULT_WEIGHTS: Readonly<SignalWeights> = {
 
 /** The parts of a chat request the scorer reads; proto `ChatRequest` fits. */
 export interface ScorableRequest {
-  messages: readonly (TokenizableMessage & {
+  messages: readonly (Omit<TokenizableMessage, "parts"> & {
     /** Proto Role: 1 system, 2 user, 3 assistant, 4 tool, 5 developer. */
     role: number;
     parts?: readonly { text?: string | undefined; imageUrl?: unknown }[];

@@ -31,7 +31,11 @@ export class ServedUsage {
 
   /**
    * Passes `chunks` through unchanged while counting them as one attempt of `model`; the attempt is recorded when
-   * the stream ends, fails or is abandoned. `discarded` says its answer does not reach the client.
+   * the stream ends, fails or is abandoned. `discarded` says its answer does not reach the client; as a function it
+   * is asked when the attempt is recorded (a hedge's loser is known only once another attempt won).
+   *
+   * When `billsInput` (asked at record time) says so, an attempt that produced nothing still counts the estimated
+   * input: the provider had the prompt (a hedge's cancelled loser), so cost hears about it rather than nothing.
    *
    * With `drainOnCancel`, a consumer that stops reading early does not end the attempt: the rest is read (and
    * counted) in the background, so an answer the provider is producing anyway (a non-streamed request is generated
@@ -41,7 +45,7 @@ export class ServedUsage {
   async *track(
     model: { id: string; engine: string },
     chunks: AsyncIterable<ChatChunk>,
-    options: { discarded?: boolean; drainOnCancel?: boolean } = {},
+    options: { discarded?: boolean | (() => boolean); drainOnCancel?: boolean; billsInput?: () => boolean } = {},
   ): AsyncGenerator<ChatChunk> {
     const attempt = { usage: undefined as Usage | undefined, outputEstimate: 0, produced: false };
     const count = (chunk: ChatChunk) => {
@@ -57,9 +61,9 @@ export class ServedUsage {
       }
     };
     const record = () => {
-      const discarded = options.discarded ?? false;
+      const discarded = typeof options.discarded === "function" ? options.discarded() : (options.discarded ?? false);
       if (attempt.usage !== undefined) this.add(model, attempt.usage, false, discarded);
-      else if (attempt.produced) {
+      else if (attempt.produced || options.billsInput?.() === true) {
         const estimate = { inputTokens: this.inputEstimate(), outputTokens: attempt.outputEstimate, cachedTokens: 0 };
         this.add(model, estimate, true, discarded);
       }

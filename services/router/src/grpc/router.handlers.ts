@@ -1,13 +1,17 @@
-import type { LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
+import { randomUUID } from "node:crypto";
+import type { Catalog, LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
-import type { RouteInfo, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { RequestContext } from "@tokenmesh/proto/common/v1/context";
+import { RouteInfo, type RouteRequest, type RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
-import { currentTraceIds, type Logger } from "@tokenmesh/telemetry";
+import { currentTraceIds, type Logger, trace } from "@tokenmesh/telemetry";
 import { estimateMessageTokens } from "@tokenmesh/tokens";
 import type { RoutingSnapshot } from "../adapters/catalog.source.js";
 import type { InferenceCall } from "../adapters/inference.client.js";
 import type { ModelCaller } from "../adapters/model.caller.js";
 import type { ModelReadiness } from "../adapters/model-status.js";
+import type { RedisUpgradeStore } from "../adapters/redis-upgrade-store.js";
+import { chooseAuto, ROUTE_PREFERENCES, type RoutePreference } from "../domain/auto-route.js";
 import { type AnswerRecorder, cacheKey, cacheMode, type ResponseCache } from "../domain/cache.js";
 import {
   type CircuitBreaker,
@@ -16,10 +20,13 @@ import {
   runWithFallback,
   streamWithFallback,
 } from "../domain/fallback.js";
-import { type ModelKind, resolveModel } from "../domain/resolve.js";
+import { hedged, hedgePlan, type Timer } from "../domain/hedge.js";
+import type { LatencyStats } from "../domain/latency.js";
+import { AUTO, lookupModel, type ModelKind, resolveModel, tierCandidates } from "../domain/resolve.js";
 import { ServedUsage } from "../domain/served-usage.js";
 import type { ServedUsageSink } from "../events/usage-served.publisher.js";
 import { metricsObserver, routerMetrics } from "../metrics.js";
+import { runUpgrade } from "./speculative.js";
 
 export interface RouterHandlerDeps {
   catalog: Pick<LiveCatalog<RoutingSnapshot>, "current">;
@@ -31,8 +38,19 @@ export interface RouterHandlerDeps {
   cache?: ResponseCache<ChatChunk> | undefined;
   /** Where what the providers served each request is reported (llm.usage.served.v1). */
   served?: ServedUsageSink | undefined;
+  /** Recent time to first token per model (hedging waits, `auto`'s latency tie-break); none: no hedging by percentile. */
+  latency?: LatencyStats | undefined;
+  /** Where speculative requests' upgrades are kept; without it, a speculative request is refused. */
+  upgrades?: RedisUpgradeStore | undefined;
+  /** Injectable for tests: schedules hedges. */
+  timer?: Timer | undefined;
   logger: Logger;
 }
+
+/** The percentile `auto` reads as a model's typical time to first token. */
+const TYPICAL_PERCENTILE = 50;
+/** A speculative request's slow model runs detached from its caller, but never longer than this. */
+const SLOW_RUN_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * RouterService: resolves the requested model (id, alias or `auto`), then calls it with retries and fallbacks: a
@@ -45,16 +63,44 @@ export interface RouterHandlerDeps {
  * that served only when the stream ended normally (finish reason and usage seen, no error, not cancelled).
  */
 export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterServiceService> {
-  const { catalog, models, readiness, breaker, cache, served, logger } = deps;
+  const { catalog, models, readiness, breaker, cache, served, latency, upgrades, logger } = deps;
 
-  /** Resolves under the snapshot in force when the request arrived, kept for the whole request. */
-  function plan(name: string, kind: ModelKind, ctx: CallContext) {
+  /**
+   * Resolves under the snapshot in force when the request arrived, kept for the whole request. Bare `auto` with
+   * `routes.auto.scoring` goes by the request's complexity and cost (chooseAuto); everything else by resolveModel.
+   */
+  function plan(name: string, kind: ModelKind, ctx: CallContext, chat?: ChatRequest, prefer?: RoutePreference) {
     const snapshot = catalog.current;
-    const resolution = resolveModel(snapshot.catalog, snapshot.routes, name, kind, (id) => {
+    const isReady = (id: string) => {
       const entry = snapshot.models.get(id);
       return entry !== undefined && readiness.isReady(entry);
-    });
+    };
+    const choice =
+      chat !== undefined && name === AUTO
+        ? chooseAuto({
+            request: chat,
+            routes: snapshot.routes,
+            models: snapshot.models,
+            isReady,
+            latencyMs: (id) => latency?.percentile(id, TYPICAL_PERCENTILE),
+            prefer,
+          })
+        : undefined;
+    const resolution =
+      choice === undefined
+        ? resolveModel(snapshot.catalog, snapshot.routes, name, kind, isReady)
+        : {
+            model: choice.model,
+            tier: choice.tier,
+            candidates: tierCandidates(snapshot.catalog, snapshot.routes, choice.tier, choice.model),
+          };
+    const reason = choice?.reason ?? plainReason(snapshot.catalog, name, resolution.tier);
     const byId = new Map(resolution.candidates.map((m) => [m.id, m]));
+    // A hedge may go to a model outside the candidates (`hedge.to`).
+    for (const m of resolution.candidates) {
+      const to = m.hedge?.to === undefined ? undefined : snapshot.models.get(m.hedge.to);
+      if (to !== undefined && !byId.has(to.id)) byId.set(to.id, to);
+    }
     const options: FallbackOptions = {
       candidates: resolution.candidates.map((m) => m.id),
       policy: snapshot.routes.retry,
@@ -64,13 +110,64 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       observer: metricsObserver,
     };
     const model = (id: string): ModelEntry => byId.get(id) as ModelEntry;
-    return { options, model, resolved: resolution.model, cachePolicy: snapshot.routes.cache };
+    return { options, model, resolved: resolution.model, cachePolicy: snapshot.routes.cache, reason };
+  }
+
+  /**
+   * Speculative fast-plus-slow: the requested model (`main`) runs in the background to its end, detached from the
+   * caller, and its answer is stored as the upgrade; the caller is served by `fastName`. Both are billed.
+   */
+  async function startUpgrade(
+    req: RouteRequest,
+    request: ChatRequest,
+    main: ReturnType<typeof plan>,
+    fastName: string,
+    ctx: CallContext,
+  ) {
+    if (upgrades === undefined) {
+      throw new AppError("FAILED_PRECONDITION", "Speculative requests are not enabled on this router", {
+        reason: "speculative_unavailable",
+      });
+    }
+    const fast = plan(fastName, "chat", ctx);
+    const context = req.context ?? RequestContext.fromPartial({ requestId: randomUUID() });
+    const id = context.requestId || randomUUID();
+    await upgrades.put(id, { keyId: context.keyId, status: "pending" });
+    const slowTally = new ServedUsage(() => estimateMessageTokens(request.messages));
+    const slowGenerate: Generator<ChatRequest, ChatChunk> = (m, r, signal) =>
+      slowTally.track(main.model(m), models.generate(main.model(m), r, { context, deadline: undefined, signal }));
+    const events = streamWithFallback(
+      slowGenerate,
+      { ...request, stream: false },
+      { ...main.options, signal: AbortSignal.timeout(SLOW_RUN_TIMEOUT_MS), deadline: undefined },
+    );
+    upgrades.track(
+      runUpgrade({
+        id,
+        context,
+        modelRequested: request.model,
+        events,
+        route: (m, attempts) => routeInfo(main.model(m), attempts, `speculative:slow ${main.reason}`),
+        tally: slowTally,
+        store: upgrades,
+        served,
+        traceId: currentTraceIds().traceId,
+        logger,
+      }),
+    );
+    return { id, fast: { ...fast, reason: `speculative:fast=${fast.resolved.id} slow=${main.resolved.id}` } };
   }
 
   return {
     async *route(req, ctx) {
       const request = required(req.request, "request");
-      const { options, model, resolved, cachePolicy } = plan(request.model, "chat", ctx);
+      const prefer = ROUTE_PREFERENCES.find((p) => p === req.hints?.prefer);
+      const main = plan(request.model, "chat", ctx, request, prefer);
+      const fastName = req.hints?.speculativeModel ?? "";
+      const upgrade = fastName === "" ? undefined : await startUpgrade(req, request, main, fastName, ctx);
+      const upgradeId = upgrade?.id ?? "";
+      const { options, model, resolved, cachePolicy, reason } = upgrade?.fast ?? main;
+      trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", reason);
       const mode = cache === undefined ? "off" : cacheMode(cachePolicy, request);
       const primaryKey = mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request) : undefined;
       if (cache !== undefined && mode === "lookup" && primaryKey !== undefined) {
@@ -78,7 +175,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
         // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
         if (hit !== undefined && hit.model === resolved.id) {
           routerMetrics.cacheRequests.inc({ result: "hit" });
-          yield { route: { ...routeInfo(resolved, 0), cacheHit: true } };
+          yield { route: { ...routeInfo(resolved, 0, `${reason} cache=hit`), cacheHit: true, upgradeId } };
           for (const chunk of hit.chunks) yield { chunk };
           return;
         }
@@ -90,15 +187,60 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
       // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
       const tally = new ServedUsage(() => estimateMessageTokens(request.messages));
-      // A streamed answer stops when its caller goes (the provider stops generating and bills what it made); a
-      // non-streamed one is generated whole anyway, so it is read to its end and billed even if the caller is gone
-      // (its own timeout still bounds it).
-      const generate: Generator<ChatRequest, ChatChunk> = request.stream
-        ? (id, r, signal) => tally.track(model(id), models.generate(model(id), r, { ...call, signal }))
-        : (id, r) =>
-            tally.track(model(id), models.generate(model(id), r, { ...call, signal: new AbortController().signal }), {
-              drainOnCancel: true,
-            });
+      // One attempt on one model. Its time to first token feeds the latency statistics; `hedge` marks an attempt
+      // that may lose a race, whose usage then counts as discarded (its input too, if it was cut off before any).
+      const attempt = (id: string, r: ChatRequest, signal: AbortSignal, hedge?: { lost(): boolean }) => {
+        const started = performance.now();
+        const own = new AbortController();
+        const abort = () => own.abort(signal.reason);
+        if (signal.aborted) abort();
+        else signal.addEventListener("abort", abort, { once: true });
+        const chunks = tally.track(model(id), models.generate(model(id), r, { ...call, signal: own.signal }), {
+          drainOnCancel: !request.stream,
+          discarded: hedge === undefined ? false : () => hedge.lost(),
+          billsInput: hedge === undefined ? undefined : () => hedge.lost(),
+        });
+        return {
+          cancel: () => own.abort(new AppError("CANCELLED", "a hedged attempt lost the race")),
+          chunks: (async function* () {
+            let first = true;
+            try {
+              for await (const chunk of chunks) {
+                if (first) {
+                  first = false;
+                  latency?.record(id, performance.now() - started);
+                }
+                yield chunk;
+              }
+            } finally {
+              signal.removeEventListener("abort", abort);
+            }
+          })(),
+        };
+      };
+      // The model that won a hedged attempt, by candidate id, for RouteInfo.
+      const hedgeWinners = new Map<string, { model: string; index: number }>();
+      const generate: Generator<ChatRequest, ChatChunk> = (id, r, callerSignal) => {
+        // A streamed answer stops when its caller goes (the provider stops generating and bills what it made); a
+        // non-streamed one is generated whole anyway, so it is read to its end and billed even if the caller is
+        // gone (its own timeout still bounds it).
+        const signal = request.stream ? callerSignal : new AbortController().signal;
+        const hedgePolicy = hedgePlan(id, model(id).hedge, (m, p) => latency?.percentile(m, p));
+        if (hedgePolicy === undefined) return attempt(id, r, signal).chunks;
+        let winner = -1;
+        return hedged({
+          primary: id,
+          plan: hedgePolicy,
+          timer: deps.timer,
+          start: (target, index) => attempt(target, r, signal, { lost: () => winner !== -1 && winner !== index }),
+          onHedge: (target) => routerMetrics.hedges.inc({ model: id, to: target }),
+          onWinner: (target, index) => {
+            winner = index;
+            hedgeWinners.set(id, { model: target, index });
+            if (index > 0) routerMetrics.hedgeWins.inc({ model: id, to: target });
+          },
+        });
+      };
       let recorder: AnswerRecorder<ChatChunk> | undefined;
       let outcome = "error";
       try {
@@ -109,7 +251,13 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
               const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request);
               recorder = cache.record(key, event.model, cachePolicy);
             }
-            yield { route: routeInfo(model(event.model), event.attempts) };
+            const won = hedgeWinners.get(event.model);
+            const servedBy = won?.model ?? event.model;
+            let why = reason;
+            if (event.model !== resolved.id) why += ` fallback=${event.model}`;
+            if (won !== undefined && won.index > 0) why += ` hedge=won:${won.model}`;
+            if (why !== reason) trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", why);
+            yield { route: { ...routeInfo(model(servedBy), event.attempts, why), upgradeId } };
           } else {
             recorder?.add(event.chunk);
             yield { chunk: event.chunk };
@@ -155,7 +303,19 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
           traceId: currentTraceIds().traceId,
         });
       }
-      return { response: result.value, route: routeInfo(model(result.model), result.attempts) };
+      return { response: result.value, route: routeInfo(model(result.model), result.attempts, "") };
+    },
+
+    async getUpgrade(req) {
+      const found = upgrades === undefined ? undefined : await upgrades.get(req.upgradeId);
+      // Another key's upgrade reads as unknown: its existence is not disclosed.
+      if (found === undefined || found.keyId !== (req.context?.keyId ?? "")) {
+        throw new AppError("NOT_FOUND", `No upgrade "${req.upgradeId}" (unknown, expired, or not yours)`, {
+          reason: "upgrade_not_found",
+          param: "id",
+        });
+      }
+      return { status: found.status, response: found.response, route: found.route, error: found.error ?? "" };
     },
 
     async listModels() {
@@ -181,8 +341,15 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
 }
 
 /** The protocol's RouteInfo for the model that served. */
-function routeInfo(model: ModelEntry, attempts: number): RouteInfo {
-  return { model: model.id, provider: model.engine, cacheHit: false, attempts };
+function routeInfo(model: ModelEntry, attempts: number, reason: string): RouteInfo {
+  return RouteInfo.fromPartial({ model: model.id, provider: model.engine, cacheHit: false, attempts, reason });
+}
+
+/** Why a request named this model: `model:<id>`, `alias:<name>`, `auto:<tier> requested` or `auto:<tier> default`. */
+function plainReason(catalog: Catalog, name: string, tier: string | undefined): string {
+  if (tier !== undefined) return `auto:${tier} ${name === AUTO ? "default" : "requested"}`;
+  const entry = lookupModel(catalog, name);
+  return entry !== undefined && entry.id !== name ? `alias:${name}` : `model:${name}`;
 }
 
 function tierOf(tiers: ReadonlyMap<string, readonly string[]>, id: string): string | undefined {
