@@ -17,7 +17,12 @@ import {
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient, JobStatus } from "@tokenmesh/proto/gateway/v1/gateway";
-import { type RouteRequest, RouteResponse, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import {
+  type RouteRequest,
+  RouteResponse,
+  type EmbedRequest as RouterEmbedRequest,
+  RouterServiceService,
+} from "@tokenmesh/proto/router/v1/router";
 import { AppError, callStream, callUnary, createGrpcClient, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { type NatsServerHandle, startNatsServer, waitFor } from "@tokenmesh/testing";
@@ -48,7 +53,7 @@ const held = new Promise<void>((r) => {
 function startRouter(): GrpcServer {
   const server = new GrpcServer({ logger });
   server.add(RouterServiceService, {
-    async *route(req, call) {
+    async *route(req: RouteRequest, call: CallContext) {
       const entry = { req, aborted: false };
       routed.push(entry);
       call.signal.addEventListener("abort", () => {
@@ -82,11 +87,11 @@ function startRouter(): GrpcServer {
         },
       });
     },
-    async embed(req) {
+    async embed(req: RouterEmbedRequest) {
       return {
         response: {
           model: "test-embed",
-          data: req.request!.input.map((s, index) => ({ index, values: [s.length, 0.5, -1] })),
+          data: req.request!.input.map((s: string, index: number) => ({ index, values: [s.length, 0.5, -1] })),
           usage: { inputTokens: req.request!.input.length, outputTokens: 0, cachedTokens: 0 },
         },
         model: "test-embed",
@@ -137,7 +142,7 @@ async function api(key: string, method: string, path: string, body?: unknown) {
 
 const chatBody = (content: string) => ({ model: "test-model", messages: [{ role: "user", content }] });
 
-function done(key: string, id: string) {
+function done(key: string, id: string): Promise<Json> {
   return waitFor(
     async () => {
       const r = await api(key, "GET", `/v1/jobs/${id}`);
