@@ -23,7 +23,16 @@ import {
   type EmbedRequest as RouterEmbedRequest,
   RouterServiceService,
 } from "@tokenmesh/proto/router/v1/router";
-import { AppError, callStream, callUnary, createGrpcClient, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
+import {
+  AppError,
+  type CallContext,
+  callStream,
+  callUnary,
+  createGrpcClient,
+  GrpcServer,
+  Lifecycle,
+  parseEnv,
+} from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { type NatsServerHandle, startNatsServer, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -254,7 +263,7 @@ describe("async jobs", () => {
     expect(
       job.result.data.map((d: { index: number; response: { choices: { message: { content: string } }[] } }) => [
         d.index,
-        d.response.choices[0].message.content,
+        d.response.choices[0]?.message.content,
       ]),
     ).toEqual([
       [0, "echo: one"],
