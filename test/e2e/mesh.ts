@@ -122,7 +122,7 @@ guard:
     deep: { deep: { model: guard-model, format: llama_guard, apply_to: input, mode: block, timeout_ms: 5000 } }
   teams: { deep-team: deep }
 routes:
-  auto: { default_tier: small, tiers: { small: [local-tiny], premium: [gpt-fake, priced] } }
+  auto: { default_tier: small, tiers: { small: [local-tiny], premium: [gpt-fake, priced] }, scoring: { thresholds: { premium: 0.5 } } }
   retry: { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 50 }
   cache: { enabled: true, ttl_s: 60 }
 `;

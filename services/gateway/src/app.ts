@@ -44,6 +44,7 @@ import { registerErrorHandler } from "./http/errors.js";
 import { registerJobRoutes } from "./http/jobs.routes.js";
 import { registerOpenAIRoutes } from "./http/openai.routes.js";
 import { registerOpsRoutes } from "./http/ops.routes.js";
+import { registerUpgradeRoutes } from "./http/upgrade.routes.js";
 import { createJobs } from "./jobs/index.js";
 import { metrics } from "./metrics.js";
 
@@ -207,6 +208,7 @@ export function createApp(
   registerErrorHandler(http, logger);
   registerOpsRoutes(http, host);
   registerOpenAIRoutes(http, { flow, router });
+  registerUpgradeRoutes(http, { flow, upgrades: router, guard });
   registerAnthropicRoutes(http, { flow, catalog: () => catalog.current, logger });
   registerJobRoutes(http, { jobs: jobs.service });
   registerAdminRoutes(http, {

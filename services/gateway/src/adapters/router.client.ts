@@ -2,18 +2,29 @@ import type { ChatRequest, EmbedRequest, ModelInfo } from "@tokenmesh/proto/comm
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import { RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, callUnary, createGrpcClient } from "@tokenmesh/runtime";
-import type { RouteEvent, Router } from "../domain/ports.js";
+import type { RouteEvent, RouteHints, Router } from "../domain/ports.js";
+import type { Upgrade, Upgrades } from "../http/upgrade.routes.js";
 
 /** The router over gRPC. */
-export class GrpcRouter implements Router {
+export class GrpcRouter implements Router, Upgrades {
   private readonly client: RouterServiceClient;
 
   constructor(address: string) {
     this.client = createGrpcClient(RouterServiceClient, address);
   }
 
-  async *route(ctx: RequestContext, request: ChatRequest, signal: AbortSignal): AsyncIterable<RouteEvent> {
-    for await (const ev of callStream(this.client.route.bind(this.client), { context: ctx, request }, { signal })) {
+  async *route(
+    ctx: RequestContext,
+    request: ChatRequest,
+    signal: AbortSignal,
+    hints?: RouteHints,
+  ): AsyncIterable<RouteEvent> {
+    const req = {
+      context: ctx,
+      request,
+      hints: { prefer: hints?.prefer ?? "", speculativeModel: hints?.speculativeModel ?? "" },
+    };
+    for await (const ev of callStream(this.client.route.bind(this.client), req, { signal })) {
       yield ev;
     }
   }
@@ -29,6 +40,15 @@ export class GrpcRouter implements Router {
       model: res.route?.model ?? request.model,
       provider: res.route?.provider ?? "",
     };
+  }
+
+  async getUpgrade(ctx: RequestContext, id: string, signal: AbortSignal): Promise<Upgrade> {
+    const res = await callUnary(
+      this.client.getUpgrade.bind(this.client),
+      { context: ctx, upgradeId: id },
+      { signal, deadlineMs: 5_000 },
+    );
+    return { status: res.status, response: res.response, model: res.route?.model ?? "", error: res.error };
   }
 
   async listModels(signal: AbortSignal): Promise<ModelInfo[]> {

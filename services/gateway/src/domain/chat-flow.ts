@@ -23,6 +23,7 @@ import type {
   JwtVerifier,
   KeyStore,
   RateLimiter,
+  RouteHints,
   Router,
   UsageSink,
 } from "./ports.js";
@@ -65,6 +66,8 @@ export interface ChatCall {
   request: ChatRequest;
   signal: AbortSignal;
   endpoint: "chat" | "embeddings" | "messages";
+  /** Routing hints for the router (`x-tokenmesh-route`, `x-tokenmesh-speculative`). */
+  hints?: RouteHints | undefined;
 }
 
 /** A chat request that passed every check and has its first chunk: from here the response can start. */
@@ -73,6 +76,8 @@ export interface StartedChat {
   rate: RateInfo | undefined;
   model: string;
   provider: string;
+  /** Why the router chose the model, and a speculative request's upgrade id ("" when none). */
+  route: { reason: string; upgradeId: string };
   chunks: AsyncIterable<ChatChunk>;
 }
 
@@ -140,7 +145,14 @@ export class ChatFlow {
         },
         call.signal,
       );
-      return { principal: draft.principal!, rate: started.rate, model: draft.model, provider: draft.provider, chunks };
+      return {
+        principal: draft.principal!,
+        rate: started.rate,
+        model: draft.model,
+        provider: draft.provider,
+        route: { reason: draft.routeReason, upgradeId: draft.upgradeId },
+        chunks,
+      };
     } catch (err) {
       this.recorder.finish(draft, err);
       throw err;
@@ -148,7 +160,9 @@ export class ChatFlow {
   }
 
   /** Runs a chat request to completion and returns the whole (filtered) response. */
-  async complete(call: ChatCall): Promise<{ response: ChatResponse; rate: RateInfo | undefined }> {
+  async complete(
+    call: ChatCall,
+  ): Promise<{ response: ChatResponse; rate: RateInfo | undefined; route: { reason: string; upgradeId: string } }> {
     const draft = draftOf(call, false);
     try {
       const { ctx, first, rest, rate } = await this.begin(call, draft);
@@ -166,7 +180,7 @@ export class ChatFlow {
       const response = { ...acc.result(draft.provider, draft.cacheHit), id: call.requestId };
       await guardWholeAnswer(this.deps.guard, ctx, response, call.signal);
       this.recorder.finish(draft);
-      return { response, rate };
+      return { response, rate, route: { reason: draft.routeReason, upgradeId: draft.upgradeId } };
     } catch (err) {
       this.recorder.finish(draft, err);
       throw err;
@@ -250,7 +264,7 @@ export class ChatFlow {
       );
     }
     const routed = verdict.action === "redact" ? { ...request, messages: verdict.messages } : request;
-    const rest = this.deps.router.route(ctx, routed, call.signal)[Symbol.asyncIterator]();
+    const rest = this.deps.router.route(ctx, routed, call.signal, call.hints)[Symbol.asyncIterator]();
     for (;;) {
       const next = await rest.next();
       if (next.done) throw new AppError("UNAVAILABLE", "The model returned no output", { origin: "upstream" });
@@ -260,6 +274,8 @@ export class ChatFlow {
         draft.model = ev.route.model;
         draft.provider = ev.route.provider;
         draft.cacheHit = ev.route.cacheHit;
+        draft.routeReason = ev.route.reason ?? "";
+        draft.upgradeId = ev.route.upgradeId ?? "";
       }
       if (ev.chunk) {
         if (ev.chunk.usage) draft.usage = ev.chunk.usage;

@@ -51,13 +51,28 @@ export interface Guard {
   filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter;
 }
 
+/** A caller's routing hints (`x-tokenmesh-route`, `x-tokenmesh-speculative`), passed to the router as they are. */
+export interface RouteHints {
+  prefer?: string;
+  speculativeModel?: string;
+}
+
 export interface RouteEvent {
-  route?: { model: string; provider: string; cacheHit: boolean; attempts: number };
+  route?: {
+    model: string;
+    provider: string;
+    cacheHit: boolean;
+    attempts: number;
+    /** Why the router chose the model, e.g. `auto:large score=0.72 signals=code,long`. */
+    reason?: string;
+    /** A speculative request's upgrade id (its slow answer, fetched later). */
+    upgradeId?: string;
+  };
   chunk?: ChatChunk;
 }
 
 export interface Router {
-  route(ctx: RequestContext, request: ChatRequest, signal: AbortSignal): AsyncIterable<RouteEvent>;
+  route(ctx: RequestContext, request: ChatRequest, signal: AbortSignal, hints?: RouteHints): AsyncIterable<RouteEvent>;
   embed(
     ctx: RequestContext,
     request: EmbedRequest,

@@ -15,6 +15,10 @@ export class UsageDraft {
   model = "";
   provider = "";
   cacheHit = false;
+  /** Why the router chose the model (RouteInfo.reason), for the event's `route_reason`. */
+  routeReason = "";
+  /** A speculative request's upgrade id, "" when none. */
+  upgradeId = "";
   usage: Usage | undefined;
   /** Whether a model started on the request (the router said which): only then can tokens have been consumed. */
   routed = false;
@@ -105,6 +109,7 @@ export class UsageRecorder {
       reservationId: draft.admitted?.reservationId ?? "",
       estimated,
       discardedOutputTokens: 0,
+      routeReason: draft.routeReason,
     };
     this.sink.record(event);
     if (p && draft.admitted) {

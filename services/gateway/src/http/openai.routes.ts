@@ -5,6 +5,7 @@ import type { Router } from "../domain/ports.js";
 import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
+import { routeHeaders, routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
   if (!rate) return {};
@@ -61,10 +62,11 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
       request,
       signal,
       endpoint: "chat" as const,
+      hints: routeHints(req),
     };
     if (!request.stream) {
-      const { response, rate } = await flow.complete(call);
-      return reply.headers(rateHeaders(rate)).send(toOpenAICompletion(response));
+      const { response, rate, route } = await flow.complete(call);
+      return reply.headers({ ...rateHeaders(rate), ...routeHeaders(route) }).send(toOpenAICompletion(response));
     }
     const started = await flow.start(call);
     const includeUsage = request.streamOptions?.includeUsage === true;
@@ -77,12 +79,14 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
       ...rateHeaders(started.rate),
+      ...routeHeaders(started.route),
     });
     try {
       for await (const chunk of started.chunks) {
         if (chunk.choices.length === 0 && !includeUsage) continue;
         raw.write(`data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`);
       }
+      if (started.route.upgradeId) raw.write(upgradeEvent(started.route.upgradeId));
       raw.end("data: [DONE]\n\n");
       metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
       metrics.duration.observe({ api: "http", endpoint: "chat" }, reply.elapsedTime / 1000);
