@@ -43,6 +43,12 @@ export interface FakeBehavior {
   retryAfterMs?: number;
   /** Wait this long before the response head (for timeout tests). */
   firstByteDelayMs?: number;
+  /**
+   * A slow tail: some requests wait `delayMs` before the response head (instead of `firstByteDelayMs`). With
+   * `every: n`, exactly every n-th request the server receives (the n-th, 2n-th, …; deterministic, for tests);
+   * with `fraction`, each request at random with that probability (for benchmarks).
+   */
+  slowTail?: { every?: number; fraction?: number; delayMs: number };
   /** Wait this long before each streamed event (and once before a non-streamed body). */
   chunkDelayMs?: number;
   /** Destroy the socket after this many streamed events, without the terminator (non-streamed: mid-body). */
@@ -339,6 +345,7 @@ export async function startFakeServer(
   urlPath: string,
 ): Promise<FakeUpstream> {
   let base: FakeBehavior = options.behavior ?? {};
+  let received = 0;
   const record = options.record ?? true;
   const requests: RecordedRequest[] = [];
 
@@ -383,7 +390,17 @@ export async function startFakeServer(
         },
       };
       const model = typeof body === "object" && body !== null ? (body as { model?: unknown }).model : undefined;
-      handle(ctx, resolveBehavior(base, model, req.headers["x-fake-behavior"])).catch((err: unknown) => {
+      const behavior = { ...resolveBehavior(base, model, req.headers["x-fake-behavior"]) };
+      received++;
+      const tail = behavior.slowTail;
+      if (
+        tail !== undefined &&
+        ((tail.every !== undefined && tail.every > 0 && received % tail.every === 0) ||
+          (tail.every === undefined && Math.random() < (tail.fraction ?? 0)))
+      ) {
+        behavior.firstByteDelayMs = tail.delayMs;
+      }
+      handle(ctx, behavior).catch((err: unknown) => {
         if (!res.headersSent) {
           res.writeHead(500, { "content-type": "application/json" });
           res.end(JSON.stringify({ error: { message: `fake upstream failed: ${String(err)}`, type: "server_error" } }));
