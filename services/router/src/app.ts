@@ -17,10 +17,12 @@ import { catalogSource, type RoutingSnapshot } from "./adapters/catalog.source.j
 import { InferenceClient } from "./adapters/inference.client.js";
 import { ModelCaller } from "./adapters/model.caller.js";
 import { ModelReadiness, ModelStatusCache } from "./adapters/model-status.js";
+import { openSemanticStore, semanticStoreLocation } from "./adapters/postgres-semantic-store.js";
 import { RedisCircuitBreaker } from "./adapters/redis-breaker.js";
 import { RedisLatencyStats } from "./adapters/redis-latency-stats.js";
 import { RedisResponseCache } from "./adapters/redis-response-cache.js";
 import { RedisUpgradeStore } from "./adapters/redis-upgrade-store.js";
+import { type Embedder, SemanticCache } from "./adapters/semantic-cache.js";
 import { type RouterConfig, readSecret } from "./config.js";
 import { JetStreamServedUsage } from "./events/usage-served.publisher.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
@@ -37,6 +39,8 @@ export interface RouterApp extends App {
   catalog: LiveCatalog<RoutingSnapshot>;
   breaker: RedisCircuitBreaker;
   cache: RedisResponseCache;
+  /** The semantic cache (pgvector); its store opens on first use, or at start when the catalog enables it. */
+  semantic: SemanticCache;
   latency: RedisLatencyStats;
 }
 
@@ -45,7 +49,13 @@ export interface RouterApp extends App {
  * (in-process, keys read from the env vars the catalog names), the inference client for local models, the gRPC
  * server and the ops port. Nothing touches the network or disk until `start`.
  */
-export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
+/** What a test may replace in the router's wiring. */
+export interface RouterAppOptions {
+  /** The semantic cache's clock for entry creation and expiry (Unix ms). */
+  now?: () => number;
+}
+
+export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAppOptions = {}): RouterApp {
   const { logger, lifecycle } = deps;
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
@@ -71,6 +81,30 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   const cache = new RedisResponseCache(redis, logger.child({ component: "cache" }), {
     prefix: config.ROUTER_REDIS_PREFIX,
   });
+  // One embedding call, no retry or fallback: the semantic lookup's time budget has no room for them.
+  const embed: Embedder = async (modelId, text, signal) => {
+    const entry = catalog.current.models.get(modelId);
+    if (entry === undefined) throw new Error(`unknown embedding model "${modelId}"`);
+    const response = await models.embed(
+      entry,
+      { model: modelId, input: [text], user: "" },
+      { context: undefined, deadline: undefined, signal },
+    );
+    const values = response.data[0]?.values;
+    if (values === undefined || values.length === 0) throw new Error(`"${modelId}" returned no embedding`);
+    return values;
+  };
+  const semanticLogger = logger.child({ component: "semantic-cache" });
+  const semantic = new SemanticCache(
+    openSemanticStore(
+      semanticStoreLocation(config.ROUTER_SEMANTIC_CACHE_URL),
+      { poolSize: config.ROUTER_SEMANTIC_CACHE_POOL_SIZE, connectTimeoutMs: 5_000 },
+      semanticLogger,
+    ),
+    embed,
+    semanticLogger,
+    options.now ? { now: options.now } : {},
+  );
   const host = new ServiceHost({
     logger,
     lifecycle,
@@ -95,7 +129,7 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   });
   host.grpc?.add(
     RouterServiceService,
-    routerHandlers({ catalog, models, readiness, breaker, cache, served, latency, upgrades, logger }),
+    routerHandlers({ catalog, models, readiness, breaker, cache, semantic, served, latency, upgrades, logger }),
   );
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
@@ -114,11 +148,14 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
   lifecycle.onShutdown("redis: quit", ShutdownPhase.CloseConnections, async () => {
     await redis.quit();
   });
+  // Lets the answers already recorded reach the store first (the embedding and store calls are bounded).
+  lifecycle.onShutdown("semantic cache: close", ShutdownPhase.CloseConnections, () => semantic.close());
   return {
     host,
     catalog,
     breaker,
     cache,
+    semantic,
     latency,
     async start() {
       await catalog.start();
@@ -141,6 +178,13 @@ export function createApp(config: RouterConfig, deps: AppDeps): RouterApp {
       }, RECOVER_AFTER_MS / 2);
       recoverTimer.unref();
       latency.start();
+      // The schema is created before the first request when the catalog enables the cache (else on first use).
+      // An embedded store loads in-process, so start waits for it; a server that is down must not stop the router.
+      if (catalog.current.routes.semanticCache.enabled) {
+        const warm = semantic.warmUp();
+        if (!config.ROUTER_SEMANTIC_CACHE_URL.startsWith("postgres")) await warm;
+      }
+      semantic.startTrimming();
       await host.start();
     },
     stop: () => lifecycle.shutdown("stop"),

@@ -19,6 +19,24 @@ export const RouterConfigSchema = z.object({
   ROUTER_UPSTREAM_KEEPALIVE_MS: env.duration(30_000),
   /** TCP + TLS connect timeout to a provider. The whole call is bounded by the model's `timeout_ms`. */
   ROUTER_UPSTREAM_CONNECT_TIMEOUT_MS: env.duration(10_000),
+  /**
+   * The semantic cache's store (used only when the catalog enables `routes.semantic_cache`): `postgres://…` or
+   * `postgresql://…` for a PostgreSQL server with pgvector (compose, Kubernetes; shared by every replica);
+   * `memory://` (the default; also when empty) for an embedded PGlite in memory; `file://<dir>` for an embedded
+   * PGlite persisted in a directory (`npm start` uses `file://<repo>/.tokenmesh/semantic-cache`). An embedded
+   * store belongs to one process: run one router replica with it.
+   */
+  ROUTER_SEMANTIC_CACHE_URL: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .default("memory://")
+      .refine((v) => /^(postgres(ql)?:\/\/.+|memory:\/\/|file:\/\/.+)$/.test(v), {
+        message: "expected postgres://…, postgresql://…, memory:// or file://<directory>",
+      }),
+  ),
+  /** Most connections to the semantic cache's PostgreSQL server. */
+  ROUTER_SEMANTIC_CACHE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
 });
 
 export type RouterConfig = z.infer<typeof RouterConfigSchema>;

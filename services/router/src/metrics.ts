@@ -57,6 +57,32 @@ export const routerMetrics = {
     "model",
     "provider",
   ]),
+  semanticLookups: counter(
+    "tokenmesh_router_semantic_cache_lookups_total",
+    "Chat requests seen by the enabled semantic cache, by result: hit, miss, error (embedding or store failed, or " +
+      "the store is backing off), timeout (over the time budget), bypass (not eligible, opted out or refreshed)",
+    ["result"],
+  ),
+  semanticLookupDuration: histogram(
+    "tokenmesh_router_semantic_cache_lookup_duration_seconds",
+    "Time a semantic lookup (embedding and nearest-neighbour query) added to a request, by result",
+    ["result"],
+  ),
+  semanticSimilarity: histogram(
+    "tokenmesh_router_semantic_cache_similarity_ratio",
+    "Cosine similarity of the nearest stored request found by a semantic lookup (hits and misses below the threshold)",
+    [],
+    [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1],
+  ),
+  semanticStoreFailures: counter(
+    "tokenmesh_router_semantic_cache_store_failures_total",
+    "Complete answers the semantic cache could not store (store error or no embedding in time)",
+  ),
+  semanticEvictions: counter(
+    "tokenmesh_router_semantic_cache_evictions_total",
+    "Semantic cache entries deleted, by reason: expired (past ttl_s) or size (over max_entries)",
+    ["reason"],
+  ),
 };
 
 /** The `result` label of `tokenmesh_router_cache_requests_total`. */

@@ -1,6 +1,13 @@
 import type { Catalog } from "@tokenmesh/catalog";
 import { z } from "zod";
 import { DEFAULT_WEIGHTS, SIGNALS, type SignalWeights } from "./complexity.js";
+import {
+  SEMANTIC_CACHE_OFF,
+  type SemanticCachePolicy,
+  SemanticCacheSchema,
+  semanticPolicyProblems,
+  toSemanticPolicy,
+} from "./semantic-cache.js";
 
 const RetrySchema = z
   .object({
@@ -106,6 +113,8 @@ export const RoutesSchema = z
     retry: RetrySchema.default({ max_attempts: 3, base_delay_ms: 100, max_delay_ms: 2_000 }),
     breaker: BreakerSchema.default({ enabled: true, failure_threshold: 5, cooldown_ms: 30_000 }),
     cache: CacheSchema.default({ enabled: false, ttl_s: 300, max_entry_bytes: 262_144, deterministic_only: true }),
+    /** The semantic cache on pgvector (see semantic-cache.ts); off when absent. */
+    semantic_cache: SemanticCacheSchema.optional(),
   })
   .strict();
 
@@ -152,6 +161,8 @@ export interface RouteConfig {
   retry: RetryPolicy;
   breaker: BreakerPolicy;
   cache: CachePolicy;
+  /** The semantic cache's settings (`routes.semantic_cache`; off when absent). */
+  semanticCache: SemanticCachePolicy;
 }
 
 /** The routes section is invalid; the message lists every problem. */
@@ -194,6 +205,11 @@ export function parseRoutes(catalog: Catalog): RouteConfig {
       defaultTier ??= m.tier;
     }
   }
+  const semanticCache = section.semantic_cache ? toSemanticPolicy(section.semantic_cache) : SEMANTIC_CACHE_OFF;
+  const semanticProblems = semanticPolicyProblems(semanticCache, catalog.models);
+  if (semanticProblems.length > 0) {
+    throw new RoutesError(`routes section is invalid:\n${semanticProblems.map((p) => `  - ${p}`).join("\n")}`);
+  }
   const scoring = section.auto?.scoring;
   return {
     tiers,
@@ -221,5 +237,6 @@ export function parseRoutes(catalog: Catalog): RouteConfig {
       maxEntryBytes: section.cache.max_entry_bytes,
       deterministicOnly: section.cache.deterministic_only,
     },
+    semanticCache,
   };
 }

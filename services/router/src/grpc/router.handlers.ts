@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Catalog, LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { RouteInfo, type RouteRequest, type RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { CacheKind, RouteInfo, type RouteRequest, type RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
 import { currentTraceIds, type Logger, trace } from "@tokenmesh/telemetry";
 import { estimateMessageTokens } from "@tokenmesh/tokens";
@@ -11,6 +11,7 @@ import type { InferenceCall } from "../adapters/inference.client.js";
 import type { ModelCaller } from "../adapters/model.caller.js";
 import type { ModelReadiness } from "../adapters/model-status.js";
 import type { RedisUpgradeStore } from "../adapters/redis-upgrade-store.js";
+import type { SemanticCache } from "../adapters/semantic-cache.js";
 import { chooseAuto, ROUTE_PREFERENCES, type RoutePreference } from "../domain/auto-route.js";
 import { type AnswerRecorder, cacheKey, cacheMode, type ResponseCache } from "../domain/cache.js";
 import {
@@ -36,6 +37,8 @@ export interface RouterHandlerDeps {
   breaker: CircuitBreaker | undefined;
   /** The exact response cache; without one, `routes.cache` is ignored. */
   cache?: ResponseCache<ChatChunk> | undefined;
+  /** The semantic cache (pgvector), behind the exact one; without one, `routes.semantic_cache` is ignored. */
+  semantic?: Pick<SemanticCache, "open"> | undefined;
   /** Where what the providers served each request is reported (llm.usage.served.v1). */
   served?: ServedUsageSink | undefined;
   /** Recent time to first token per model (hedging waits, `auto`'s latency tie-break); none: no hedging by percentile. */
@@ -61,6 +64,11 @@ const SLOW_RUN_TIMEOUT_MS = 10 * 60_000;
  * hit sends RouteInfo { cacheHit: true, attempts: 0 } and replays the stored chunks (usage on the last one)
  * without calling the model. A miss streams as usual while recording the chunks, and stores them under the model
  * that served only when the stream ended normally (finish reason and usage seen, no error, not cancelled).
+ *
+ * With `routes.semantic_cache` enabled, a request the exact cache did not answer (temperature > 0 included) is
+ * embedded and looked up among the stored answers of the resolved model, scope and request shape: one at least
+ * `threshold` similar is replayed the same way, with RouteInfo { cacheHit, cacheKind: SEMANTIC, cacheSimilarity }.
+ * The lookup never costs more than `timeout_ms`; a complete fresh answer is stored under the model that served.
  */
 export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterServiceService> {
   const { catalog, models, readiness, breaker, cache, served, latency, upgrades, logger } = deps;
@@ -175,13 +183,39 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
         // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
         if (hit !== undefined && hit.model === resolved.id) {
           routerMetrics.cacheRequests.inc({ result: "hit" });
-          yield { route: { ...routeInfo(resolved, 0, `${reason} cache=hit`), cacheHit: true, upgradeId } };
+          yield {
+            route: {
+              ...routeInfo(resolved, 0, `${reason} cache=hit`),
+              cacheHit: true,
+              cacheKind: CacheKind.CACHE_KIND_EXACT,
+              upgradeId,
+            },
+          };
           for (const chunk of hit.chunks) yield { chunk };
           return;
         }
         routerMetrics.cacheRequests.inc({ result: "miss" });
       } else if (mode !== "off") {
         routerMetrics.cacheRequests.inc({ result: "bypass" });
+      }
+      const caller = req.context ?? { keyId: "", team: "" };
+      const semantic = deps.semantic?.open(catalog.current.routes.semanticCache, request, caller, resolved.id);
+      if (semantic?.mode === "lookup") {
+        const found = await semantic.lookup();
+        if (found.result === "hit") {
+          const info = routeInfo(resolved, 0, `${reason} cache=semantic`);
+          yield {
+            route: {
+              ...info,
+              cacheHit: true,
+              cacheKind: CacheKind.CACHE_KIND_SEMANTIC,
+              cacheSimilarity: found.similarity,
+              upgradeId,
+            },
+          };
+          for (const chunk of found.answer.chunks) yield { chunk };
+          return;
+        }
       }
 
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
@@ -242,6 +276,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
         });
       };
       let recorder: AnswerRecorder<ChatChunk> | undefined;
+      let semanticRecorder: AnswerRecorder<ChatChunk> | undefined;
       let outcome = "error";
       try {
         for await (const event of streamWithFallback(generate, request, options)) {
@@ -253,6 +288,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
             }
             const won = hedgeWinners.get(event.model);
             const servedBy = won?.model ?? event.model;
+            semanticRecorder = semantic?.record(servedBy);
             let why = reason;
             if (event.model !== resolved.id) why += ` fallback=${event.model}`;
             if (won !== undefined && won.index > 0) why += ` hedge=won:${won.model}`;
@@ -260,6 +296,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
             yield { route: { ...routeInfo(model(servedBy), event.attempts, why), upgradeId } };
           } else {
             recorder?.add(event.chunk);
+            semanticRecorder?.add(event.chunk);
             yield { chunk: event.chunk };
           }
         }
@@ -283,6 +320,8 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       if (ctx.signal.aborted) return;
       const cached = recorder?.finish();
       if (cached !== undefined && cached !== "stored") logger.debug({ outcome: cached }, "answer not cached");
+      const kept = semanticRecorder?.finish();
+      if (kept !== undefined && kept !== "stored") logger.debug({ outcome: kept }, "answer not semantically cached");
     },
 
     async embed(req, ctx) {
