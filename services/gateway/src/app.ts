@@ -29,6 +29,7 @@ import { RedisHardScopes } from "./adapters/hard-scopes.js";
 import { JoseJwtVerifier } from "./adapters/jwt-verifier.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
+import { RedisConcurrencyLimiter } from "./adapters/redis-concurrency.js";
 import { GrpcRouter } from "./adapters/router.client.js";
 import { JetStreamUsageSink } from "./adapters/usage.publisher.js";
 import type { GatewayConfig } from "./config.js";
@@ -85,6 +86,8 @@ export function createApp(
   let auditRecoverTimer: NodeJS.Timeout | undefined;
   const audit = new JetStreamAuditLog({ publisher: () => auditPublisher, js: () => auditJs, logger });
   const limiter = new RedisRateLimiter(redis);
+  // Concurrency limits (keys, teams, models): leases and fair queues in Redis, grants by pub/sub.
+  const concurrency = new RedisConcurrencyLimiter(redis, logger);
   // The guard's deterministic tier runs in-process; GUARD_ADDR is called only for policies with `guard.deep`.
   const guardPolicies = new LiveCatalog<PolicySet>({
     path: config.MESH_CONFIG,
@@ -141,6 +144,7 @@ export function createApp(
       record: (event) => usageSink?.record(event),
     },
     logger,
+    concurrency,
   });
 
   const host = new ServiceHost({
@@ -231,6 +235,8 @@ export function createApp(
   });
   lifecycle.onShutdown("guard policy: unwatch", ShutdownPhase.StopIntake, () => guardPolicies.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
+  // After in-flight requests released their slots: stop refreshing leases (any left expire) and the grant channel.
+  lifecycle.onShutdown("concurrency: stop", ShutdownPhase.CloseConnections, () => concurrency.stop());
   // Running jobs are given back (same attempt) for another replica, before the connections close.
   lifecycle.onShutdown("jobs: stop workers", ShutdownPhase.StopIntake, () => jobs.stop());
   lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
@@ -303,6 +309,7 @@ export function createApp(
       recoverTimer.unref();
       usageSink = new JetStreamUsageSink(publisher, logger);
       await budgets.start(js);
+      await concurrency.start();
       await jobs.start(nc, js, await jetstreamManager(nc));
       await host.start();
       // Headers over Node's 16 KiB limit are refused with 431 by Node itself.

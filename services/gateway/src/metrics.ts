@@ -1,4 +1,4 @@
-import { counter, histogram } from "@tokenmesh/telemetry";
+import { counter, gauge, histogram } from "@tokenmesh/telemetry";
 
 /** The gateway's own metrics, defined once. */
 export const metrics = {
@@ -29,6 +29,22 @@ export const metrics = {
   jwksFetches: counter("tokenmesh_gateway_jwks_fetches_total", "JWKS fetches for JWT sign-in, by outcome ok or error", [
     "outcome",
   ]),
+  queueDepth: gauge(
+    "tokenmesh_gateway_queue_depth",
+    "Requests of this replica waiting for a concurrency slot (key, team or model limit), by model and priority class; sum over replicas for the queue",
+    ["model", "class"],
+  ),
+  queueWait: histogram(
+    "tokenmesh_gateway_queue_wait_seconds",
+    "Time requests waited for concurrency slots, by model, priority class and outcome (granted, timeout, refused, cancelled, lost, error)",
+    ["model", "class", "outcome"],
+    [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  ),
+  concurrencyRefused: counter(
+    "tokenmesh_gateway_concurrency_refused_total",
+    "Requests refused 429 by a concurrency limit (queue full or wait ran out), by limit kind key, team or model",
+    ["limit"],
+  ),
   auditEvents: counter(
     "tokenmesh_gateway_audit_events_total",
     "Audit events of admin changes, by action and publish outcome ok or error",

@@ -1,7 +1,9 @@
 import { BudgetExceededError, ResourceExhaustedError } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
+import { type ConcurrencyLease, type ConcurrencyLimiter, limitsFor, limitsOf } from "./concurrency.js";
 import type { Principal } from "./keys.js";
-import type { Budgets, Cost, RateLimiter } from "./ports.js";
+import type { Budgets, CatalogView, Cost, RateLimiter } from "./ports.js";
+import type { PriorityName } from "./priority.js";
 
 /** Rate-limit state for OpenAI's `x-ratelimit-*` headers. */
 export interface RateInfo {
@@ -30,6 +32,17 @@ export interface AdmissionRequest {
   maxOutputTokens: number;
   /** The request's own output cap for the hold; 0 lets each model's cap apply. */
   holdOutputTokens: number;
+  /**
+   * The catalog id whose `max_concurrent` applies: the requested model resolved (not set for `auto`, which the router
+   * resolves later; fallbacks do not take slots of their own).
+   */
+  limitModel?: string | undefined;
+  /** The class the request runs at (priority.ts `effectivePriority`); default interactive. */
+  priority?: PriorityName;
+  /** Aborts a wait for a concurrency slot (the client left). */
+  signal?: AbortSignal;
+  /** When the caller stops waiting (epoch ms, e.g. a gRPC deadline); the queue's `max_wait_ms` caps it. */
+  deadlineAt?: number | undefined;
 }
 
 /** What admission granted; `settle` gives it back when the request ends. */
@@ -39,19 +52,36 @@ export interface Admitted {
   reservationId: string;
   /** Tokens held in the rate limiter, corrected by `settle`. */
   heldTokens: number | undefined;
+  /** Concurrency slots (key, team, model limits) held until `release`. */
+  slots?: ConcurrencyLease | undefined;
+  /** The class the request runs at (interactive when the request said nothing). */
+  priority: PriorityName;
 }
 
 /**
  * Design steps 2–3 for every endpoint (chat, streaming, embeddings): refuse a scope over its soft budget, apply the
- * key's requests- and tokens-per-minute limits (one atomic Redis script, exact across replicas), and hold the
- * worst case against hard budgets. The admin key passes untouched.
+ * key's requests- and tokens-per-minute limits (one atomic Redis script, exact across replicas), wait for a slot of
+ * every concurrency limit of the key, its team and the model (concurrency.ts; no Redis when none is configured),
+ * and hold the worst case against hard budgets. The admin key passes untouched. Whoever admits must `release` the
+ * request's slots once it ends (usage-recorder.ts does, on every ending).
  */
 export class Admission {
-  constructor(private readonly deps: { limiter: RateLimiter; budgets: Budgets; cost: Cost; logger: Logger }) {}
+  constructor(
+    private readonly deps: {
+      limiter: RateLimiter;
+      budgets: Budgets;
+      cost: Cost;
+      logger: Logger;
+      /** Concurrency limits; without it (or a catalog) none applies. */
+      concurrency?: ConcurrencyLimiter | undefined;
+      catalog?: CatalogView;
+    },
+  ) {}
 
   /** Throws BudgetExceededError or RESOURCE_EXHAUSTED (with `retryAfterMs`) when the request may not run. */
   async admit(principal: Principal, req: AdmissionRequest): Promise<Admitted> {
-    if (principal.admin) return { rate: undefined, reservationId: "", heldTokens: undefined };
+    const priority = req.priority ?? "interactive";
+    if (principal.admin) return { rate: undefined, reservationId: "", heldTokens: undefined, priority };
     const { budgets } = this.deps;
     if (budgets.blocked(principal.keyId, principal.team, req.user)) {
       throw new BudgetExceededError("This key's budget for the current period is used up");
@@ -61,11 +91,55 @@ export class Admission {
     const hard = budgets.hasHard(principal.keyId, principal.team, req.user);
     hard.catch(() => undefined);
     const rate = await this.limit(principal, req.requestId, tokens);
-    const admitted: Admitted = { rate, reservationId: "", heldTokens: rate === undefined ? undefined : tokens };
-    if (await hard) {
-      admitted.reservationId = await this.reserve(principal, req, admitted);
+    const admitted: Admitted = {
+      rate,
+      reservationId: "",
+      heldTokens: rate === undefined ? undefined : tokens,
+      priority,
+    };
+    try {
+      admitted.slots = await this.slots(principal, req);
+    } catch (err) {
+      // Never ran: it used none of the tokens it held.
+      this.settle(principal, req.requestId, admitted, 0);
+      throw err;
+    }
+    try {
+      if (await hard) {
+        admitted.reservationId = await this.reserve(principal, req, admitted);
+      }
+    } catch (err) {
+      this.release(admitted);
+      throw err;
     }
     return admitted;
+  }
+
+  /** Gives the request's concurrency slots back (idempotent); the next waiter in line gets them. */
+  release(admitted: Admitted): void {
+    const slots = admitted.slots;
+    admitted.slots = undefined;
+    slots?.release();
+  }
+
+  private async slots(principal: Principal, req: AdmissionRequest): Promise<ConcurrencyLease | undefined> {
+    const { concurrency, catalog } = this.deps;
+    if (concurrency === undefined || catalog === undefined) return undefined;
+    const c = catalog();
+    const config = limitsOf(c);
+    const model = req.limitModel === undefined ? undefined : c.models.find((m) => m.id === req.limitModel);
+    const limits = limitsFor(principal, model, config);
+    if (limits.length === 0) return undefined;
+    const untilDeadline = req.deadlineAt === undefined ? Number.POSITIVE_INFINITY : req.deadlineAt - Date.now();
+    return concurrency.acquire({
+      requestId: req.requestId,
+      limits,
+      priority: req.priority ?? "interactive",
+      model: req.limitModel ?? req.model,
+      queue: config.queue,
+      maxWaitMs: Math.max(0, Math.min(config.queue.maxWaitMs, untilDeadline)),
+      signal: req.signal,
+    });
   }
 
   private async reserve(principal: Principal, req: AdmissionRequest, admitted: Admitted): Promise<string> {

@@ -12,7 +12,8 @@ import type { Logger } from "@tokenmesh/telemetry";
 import { estimateMessageTokens, estimateTextTokens, promptTokenBound } from "@tokenmesh/tokens";
 import { ResponseAccumulator } from "./accumulate.js";
 import { Admission, type RateInfo } from "./admission.js";
-import { Authenticator, resolveModel } from "./authenticate.js";
+import { Authenticator, isAuto, resolveModel } from "./authenticate.js";
+import type { ConcurrencyLimiter } from "./concurrency.js";
 import { guardedStream, guardWholeAnswer } from "./guarded-output.js";
 import type { Principal } from "./keys.js";
 import type {
@@ -27,6 +28,13 @@ import type {
   Router,
   UsageSink,
 } from "./ports.js";
+import {
+  effectivePriority,
+  type PriorityName,
+  priorityFromEnum,
+  priorityFromNumber,
+  priorityNumber,
+} from "./priority.js";
 import { UsageDraft, UsageRecorder } from "./usage-recorder.js";
 
 export type { RateInfo } from "./admission.js";
@@ -45,6 +53,8 @@ export interface ChatFlowDeps {
   budgets: Budgets;
   usage: UsageSink;
   logger: Logger;
+  /** Concurrency limits of keys, teams and models (none apply without it). */
+  concurrency?: ConcurrencyLimiter | undefined;
 }
 
 export interface ChatCall {
@@ -55,8 +65,14 @@ export interface ChatCall {
    * read. Everything after authentication (admission, guard, routing, usage) applies unchanged.
    */
   principal?: Principal;
-  /** RequestContext.priority of the request's internal calls (0, the default: normal; async jobs run lower). */
+  /**
+   * The class the request states, as a RequestContext.priority number (1 interactive, 0 standard, -1 batch; the
+   * `x-tokenmesh-priority` header, a job's batch). Unset: the request's `priority` field, else the key's default,
+   * else interactive; a key's cap lowers it (priority.ts).
+   */
   priority?: number;
+  /** When the caller stops waiting (epoch ms, e.g. a gRPC deadline): bounds a wait for a concurrency slot. */
+  deadlineAt?: number | undefined;
   /**
    * The id the gateway minted for this request. It keys the rate-limit slot, the hard-budget hold, the usage
    * event (`Nats-Msg-Id`) and the ledger entry, so it must never come from the client (a client's own id is a
@@ -87,6 +103,8 @@ export interface EmbedCall {
   principal?: Principal;
   /** As for ChatCall. */
   priority?: number;
+  /** As for ChatCall. */
+  deadlineAt?: number | undefined;
   /** Minted by the gateway, as for ChatCall. */
   requestId: string;
   request: EmbedRequest;
@@ -214,8 +232,9 @@ export class ChatFlow {
         inputTokenBound: promptTokenBound(call.request.input.map((content) => ({ content }))),
         maxOutputTokens: 0,
         holdOutputTokens: 0,
+        ...admissionTerms(call, principal, call.request.priority, draft.model),
       });
-      const ctx = contextOf(principal, call.requestId, user, call.priority);
+      const ctx = contextOf(principal, call.requestId, user, draft.admitted.priority);
       const out = await this.deps.router.embed(ctx, { ...call.request, model: draft.model }, call.signal);
       draft.model = out.model;
       draft.provider = out.provider;
@@ -253,8 +272,9 @@ export class ChatFlow {
       }),
       maxOutputTokens: request.maxTokens ?? entry?.max_output_tokens ?? DEFAULT_MAX_OUTPUT,
       holdOutputTokens: request.maxTokens ?? 0,
+      ...admissionTerms(call, principal, request.priority, modelId),
     });
-    const ctx = contextOf(principal, call.requestId, user, call.priority);
+    const ctx = contextOf(principal, call.requestId, user, draft.admitted.priority);
     const verdict = await this.deps.guard.checkInput(ctx, modelId, request.messages, call.signal);
     if (verdict.action === "block") {
       throw new AppError(
@@ -315,6 +335,22 @@ function draftOf(call: ChatCall, stream: boolean): UsageDraft {
   );
 }
 
-function contextOf(principal: Principal, requestId: string, user: string, priority = 0): RequestContext {
-  return { requestId, keyId: principal.keyId, team: principal.team, user, priority };
+function contextOf(principal: Principal, requestId: string, user: string, priority: PriorityName): RequestContext {
+  return { requestId, keyId: principal.keyId, team: principal.team, user, priority: priorityNumber(priority) };
+}
+
+/** A call's admission terms: its effective class, what bounds its wait, the model whose limit applies. */
+function admissionTerms(
+  call: { priority?: number; deadlineAt?: number | undefined; signal: AbortSignal },
+  principal: Principal,
+  field: number | undefined,
+  model: string,
+) {
+  const stated = call.priority !== undefined ? priorityFromNumber(call.priority) : priorityFromEnum(field);
+  return {
+    priority: effectivePriority(stated, principal, "interactive"),
+    signal: call.signal,
+    deadlineAt: call.deadlineAt,
+    limitModel: isAuto(model) ? undefined : model,
+  };
 }

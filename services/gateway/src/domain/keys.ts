@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { PriorityName } from "./priority.js";
 
 /** A virtual key as stored (never the secret itself). */
 export interface KeyRecord {
@@ -12,6 +13,12 @@ export interface KeyRecord {
   rpm: number;
   /** Tokens per minute; 0 = unlimited. */
   tpm: number;
+  /** The class of the key's requests that state none (absent: interactive for sync and streaming, batch for jobs). */
+  priority?: PriorityName;
+  /** The highest class the key's requests may run at; a higher stated class is lowered to it. */
+  maxPriority?: PriorityName;
+  /** Requests of this key running at once across every replica; absent or 0 = unlimited. */
+  maxConcurrent?: number;
   createdAt: string;
   /** SHA-256 of the secret, hex. */
   hash: string;
@@ -26,6 +33,11 @@ export interface Principal {
   models: string[];
   rpm: number;
   tpm: number;
+  /** The key's default priority class and cap (KeyRecord); absent for the admin and JWT callers. */
+  priority?: PriorityName | undefined;
+  maxPriority?: PriorityName | undefined;
+  /** The key's concurrency limit (KeyRecord.maxConcurrent); absent or 0 = none. */
+  maxConcurrent?: number | undefined;
   /** The operator's admin key: all models, no limits. */
   admin: boolean;
 }
@@ -65,6 +77,9 @@ export function principalOf(record: KeyRecord): Principal {
     models: record.models,
     rpm: record.rpm,
     tpm: record.tpm,
+    priority: record.priority,
+    maxPriority: record.maxPriority,
+    maxConcurrent: record.maxConcurrent,
     admin: false,
   };
 }

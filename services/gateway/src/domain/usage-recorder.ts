@@ -66,7 +66,8 @@ export function statusOf(err: unknown, signal: AbortSignal): { status: string; e
 
 /**
  * Design step 7: exactly one usage event per request, whatever its outcome (ok, error, blocked, cancelled), then
- * the rate limiter's token hold corrected to what the request used.
+ * its concurrency slots released (once: a request ends here whatever ended it) and the rate limiter's token hold
+ * corrected to what the request used.
  */
 export class UsageRecorder {
   constructor(
@@ -112,6 +113,7 @@ export class UsageRecorder {
       routeReason: draft.routeReason,
     };
     this.sink.record(event);
+    if (draft.admitted) this.admission.release(draft.admitted);
     if (p && draft.admitted) {
       this.admission.settle(p, draft.call.requestId, draft.admitted, usage.inputTokens + usage.outputTokens);
     }

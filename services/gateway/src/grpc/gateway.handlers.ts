@@ -3,6 +3,7 @@ import { type CallContext, type Handlers, toAppError } from "@tokenmesh/runtime"
 import { trace } from "@tokenmesh/telemetry";
 import type { ChatFlow } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
+import { statedPriority } from "../domain/priority.js";
 import { correlationId, mintRequestId } from "../domain/request-id.js";
 import { metrics } from "../metrics.js";
 
@@ -36,6 +37,18 @@ function requestId(ctx: CallContext): string {
   return mintRequestId();
 }
 
+/**
+ * The priority and wait bound of a call: the `x-tokenmesh-priority` metadata (else the request's `priority` field,
+ * read by ChatFlow) and the call's deadline, which bounds a wait for a concurrency slot.
+ */
+function admissionOf(ctx: CallContext): { priority: number | undefined; deadlineAt: number | undefined } {
+  const v = ctx.metadata.get("x-tokenmesh-priority")[0];
+  return {
+    priority: statedPriority(v === undefined ? undefined : String(v)),
+    deadlineAt: ctx.deadline?.getTime(),
+  };
+}
+
 /** The public gRPC API: the same flow and errors as HTTP, with gRPC status codes (jobs: jobs.handlers.ts). */
 export function gatewayHandlers(deps: {
   flow: ChatFlow;
@@ -51,6 +64,7 @@ export function gatewayHandlers(deps: {
           request: { ...request, stream: false },
           signal: ctx.signal,
           endpoint: "chat",
+          ...admissionOf(ctx),
         }),
       );
       return response;
@@ -66,6 +80,7 @@ export function gatewayHandlers(deps: {
           request: { ...request, stream: true },
           signal: ctx.signal,
           endpoint: "chat",
+          ...admissionOf(ctx),
         });
         yield* started.chunks;
       } catch (err) {
@@ -79,7 +94,13 @@ export function gatewayHandlers(deps: {
 
     async embed(request, ctx) {
       const { response } = await counted("embeddings", () =>
-        flow.embed({ authorization: authorization(ctx), requestId: requestId(ctx), request, signal: ctx.signal }),
+        flow.embed({
+          authorization: authorization(ctx),
+          requestId: requestId(ctx),
+          request,
+          signal: ctx.signal,
+          ...admissionOf(ctx),
+        }),
       );
       return response;
     },

@@ -18,6 +18,7 @@ import {
 } from "../domain/admin-access.js";
 import { type KeyRecord, newKey } from "../domain/keys.js";
 import type { AdminStore, AuditLog, KeyStore } from "../domain/ports.js";
+import { PRIORITY_CLASSES } from "../domain/priority.js";
 import { firstIssue } from "./openai.schema.js";
 
 const CreateKeyBody = z.object({
@@ -27,6 +28,12 @@ const CreateKeyBody = z.object({
   models: z.array(z.string().min(1)).default([]),
   rpm: z.number().int().min(0).default(0),
   tpm: z.number().int().min(0).default(0),
+  /** The class of the key's requests that state none (interactive, standard or batch). */
+  priority: z.enum(PRIORITY_CLASSES).optional(),
+  /** The highest class the key's requests may run at. */
+  max_priority: z.enum(PRIORITY_CLASSES).optional(),
+  /** Requests of the key running at once across every replica; 0 or absent = unlimited. */
+  max_concurrent: z.number().int().min(0).optional(),
 });
 
 const CreateAdminBody = z.object({
@@ -124,6 +131,9 @@ function view(r: KeyRecord) {
     models: r.models,
     rpm: r.rpm,
     tpm: r.tpm,
+    ...(r.priority ? { priority: r.priority } : {}),
+    ...(r.maxPriority ? { max_priority: r.maxPriority } : {}),
+    ...(r.maxConcurrent ? { max_concurrent: r.maxConcurrent } : {}),
     created_at: r.createdAt,
   };
 }
@@ -258,7 +268,17 @@ export function registerAdminRoutes(
       const team = body.team === "" && p.team !== "" ? p.team : body.team;
       assertTeam(p, team, `create a key for team '${team}'`);
       const { id, secret, hash } = newKey();
-      const record: KeyRecord = { id, ...body, team, createdAt: new Date().toISOString(), hash };
+      const { priority, max_priority, max_concurrent, ...fields } = body;
+      const record: KeyRecord = {
+        id,
+        ...fields,
+        ...(priority ? { priority } : {}),
+        ...(max_priority ? { maxPriority: max_priority } : {}),
+        ...(max_concurrent ? { maxConcurrent: max_concurrent } : {}),
+        team,
+        createdAt: new Date().toISOString(),
+        hash,
+      };
       await deps.keys.create(record);
       await audit(req, {
         action: "key.create",
@@ -272,6 +292,9 @@ export function registerAdminRoutes(
           models: record.models,
           rpm: record.rpm,
           tpm: record.tpm,
+          ...(priority ? { priority } : {}),
+          ...(max_priority ? { max_priority } : {}),
+          ...(max_concurrent ? { max_concurrent } : {}),
         }),
       });
       return reply.code(201).send({ ...view(record), key: secret });

@@ -4,6 +4,7 @@ import type { Logger } from "@tokenmesh/telemetry";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { resolveModel } from "../domain/authenticate.js";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
+import { statedPriority } from "../domain/priority.js";
 import { metrics } from "../metrics.js";
 import {
   type AnthropicEvent,
@@ -120,6 +121,7 @@ export function registerAnthropicRoutes(
         request,
         signal,
         endpoint: "messages" as const,
+        priority: statedPriority(req.headers["x-tokenmesh-priority"]),
       };
       if (!request.stream) {
         const { response, rate } = await flow.complete(call);

@@ -2,6 +2,7 @@ import { AppError, toHttpError } from "@tokenmesh/runtime";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
+import { statedPriority } from "../domain/priority.js";
 import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
@@ -63,6 +64,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
       signal,
       endpoint: "chat" as const,
       hints: routeHints(req),
+      priority: statedPriority(req.headers["x-tokenmesh-priority"]),
     };
     if (!request.stream) {
       const { response, rate, route } = await flow.complete(call);
@@ -104,6 +106,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
     const { response, rate } = await flow.embed({
       authorization: req.headers.authorization,
       requestId: req.id,
+      priority: statedPriority(req.headers["x-tokenmesh-priority"]),
       signal,
       request: {
         model: body.model,
