@@ -5,7 +5,7 @@ import { connectNats, decodeEvent, GuardDecisionEvent, type NatsConnection, Subj
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { GuardDecision } from "@tokenmesh/proto/events/v1/events";
 import { Action, type DeepCheckRequest, GuardServiceService, Stage } from "@tokenmesh/proto/guard/v1/guard";
-import { type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { CacheKind, type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { waitFor } from "@tokenmesh/testing";
@@ -73,7 +73,23 @@ function startRouter(): GrpcServer {
         choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
         usage: undefined,
       });
-      yield { route: { model: "test-model", provider: "openai", cacheHit: false, attempts: 1 } };
+      yield {
+        route: {
+          model: "test-model",
+          provider: "openai",
+          cacheHit: false,
+          attempts: 1,
+          reason: "",
+          upgradeId: "",
+          cacheKind: CacheKind.CACHE_KIND_UNSPECIFIED,
+          cacheSimilarity: 0,
+        },
+      };
+      const lastUser = [...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "";
+      if (lastUser.startsWith("TOOL") || lastUser.startsWith("REFUSE")) {
+        yield* toolOrRefusal(lastUser);
+        return;
+      }
       const words = text.match(/\S+\s*/g) ?? [];
       for (const w of words) yield { chunk: chunk(w) };
       yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
@@ -93,8 +109,52 @@ function startRouter(): GrpcServer {
     async listModels() {
       return { models: [] };
     },
+    async getUpgrade() {
+      throw new AppError("FAILED_PRECONDITION", "not scripted");
+    },
   });
   return server;
+}
+
+/**
+ * Scripted answers that are not content: "TOOLLEAK" calls a tool with the AWS key in its arguments (split across
+ * fragments), "TOOLBLOCK" with a blocked host, "REFUSE" refuses naming an email address.
+ */
+function* toolOrRefusal(cue: string): Generator<{ chunk: ChatChunk }> {
+  const chunk = (d: Partial<ChatChunk["choices"][number]>): { chunk: ChatChunk } => ({
+    chunk: {
+      id: "chatcmpl-scripted",
+      created: 1,
+      model: "test-model",
+      choices: [
+        {
+          index: 0,
+          role: Role.ROLE_UNSPECIFIED,
+          content: "",
+          toolCalls: [],
+          finishReason: FinishReason.FINISH_REASON_UNSPECIFIED,
+          refusal: "",
+          ...d,
+        },
+      ],
+      usage: undefined,
+    },
+  });
+  const args = (a: string) => ({ toolCalls: [{ index: 0, id: "", type: "", function: { name: "", arguments: a } }] });
+  if (cue.startsWith("REFUSE")) {
+    yield chunk({ role: Role.ROLE_ASSISTANT, refusal: "I can't email ann@" });
+    yield chunk({ refusal: "example.org for you." });
+    yield chunk({ finishReason: FinishReason.FINISH_REASON_STOP });
+    return;
+  }
+  const value = cue.startsWith("TOOLBLOCK") ? "http://db.corp.internal/dump" : AWS_KEY;
+  yield chunk({
+    role: Role.ROLE_ASSISTANT,
+    toolCalls: [{ index: 0, id: "call_1", type: "function", function: { name: "store", arguments: "" } }],
+  });
+  yield chunk(args(`{"value":"${value.slice(0, 7)}`));
+  yield chunk(args(`${value.slice(7)}","note":"ok"}`));
+  yield chunk({ finishReason: FinishReason.FINISH_REASON_TOOL_CALLS });
 }
 
 /**
@@ -196,6 +256,28 @@ async function chat(key: string, content: string, stream = false) {
   return { status: res.status, requestId, body };
 }
 
+/** Each tool call's concatenated arguments, the refusal and the last finish reason of an SSE chat stream. */
+function readSseTools(body: string): { args: string[]; refusal: string; finish: string | null } {
+  const args: string[] = [];
+  let refusal = "";
+  let finish: string | null = null;
+  for (const line of body.split("\n")) {
+    if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
+    const chunk = JSON.parse(line.slice(6)) as {
+      choices: {
+        delta: { refusal?: string; tool_calls?: { index: number; function?: { arguments?: string } }[] };
+        finish_reason: string | null;
+      }[];
+    };
+    for (const c of chunk.choices) {
+      refusal += c.delta.refusal ?? "";
+      for (const t of c.delta.tool_calls ?? []) args[t.index] = (args[t.index] ?? "") + (t.function?.arguments ?? "");
+      finish = c.finish_reason ?? finish;
+    }
+  }
+  return { args, refusal, finish };
+}
+
 /** The text and last finish reason of an SSE chat stream. */
 function readSse(body: string): { text: string; finish: string | null; done: boolean } {
   let text = "";
@@ -270,6 +352,44 @@ describe("the gateway's in-process guard", () => {
     expect(metrics).toContain(
       'tokenmesh_gateway_guard_check_duration_seconds_count{stage="input",tier="deterministic"}',
     );
+  });
+});
+
+describe("the output guard on tool-call arguments and refusals", () => {
+  it("redacts a secret split across streamed tool-call argument fragments, and in a whole answer", async () => {
+    const streamed = await chat(ADMIN_KEY, "TOOLLEAK", true);
+    const sse = readSseTools(streamed.body);
+    expect(sse.args).toEqual(['{"value":"[REDACTED:secret.aws_access_key]","note":"ok"}']);
+    expect(sse.finish).toBe("tool_calls");
+    expect(streamed.body).not.toContain(AWS_KEY.slice(7));
+    expect((await decision(streamed.requestId, "output", "deterministic")).ruleIds).toEqual(["secret.aws_access_key"]);
+
+    const whole = JSON.parse((await chat(ADMIN_KEY, "TOOLLEAK")).body).choices[0];
+    expect(whole.message.tool_calls[0].function).toEqual({
+      name: "store",
+      arguments: '{"value":"[REDACTED:secret.aws_access_key]","note":"ok"}',
+    });
+    expect(whole.finish_reason).toBe("tool_calls");
+  });
+
+  it("redacts PII in a refusal, streamed and whole", async () => {
+    const streamed = readSseTools((await chat(ADMIN_KEY, "REFUSE", true)).body);
+    expect(streamed.refusal).toBe("I can't email [REDACTED:pii.email] for you.");
+    const whole = JSON.parse((await chat(ADMIN_KEY, "REFUSE")).body).choices[0];
+    expect(whole.message.refusal).toBe("I can't email [REDACTED:pii.email] for you.");
+  });
+
+  it("ends the output with content_filter when tool-call arguments hit a block pattern", async () => {
+    const streamed = await chat(ADMIN_KEY, "TOOLBLOCK", true);
+    const sse = readSseTools(streamed.body);
+    expect(sse.finish).toBe("content_filter");
+    expect(streamed.body).not.toContain("corp.internal");
+    const d = await decision(streamed.requestId, "output", "deterministic");
+    expect(d).toMatchObject({ action: "block", ruleIds: ["pattern.no-internal-hosts"] });
+
+    const whole = JSON.parse((await chat(ADMIN_KEY, "TOOLBLOCK")).body).choices[0];
+    expect(whole.finish_reason).toBe("content_filter");
+    expect(whole.message.tool_calls ?? []).toEqual([]);
   });
 });
 

@@ -15,7 +15,7 @@ import { type ChatMessage, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import { isAppError } from "@tokenmesh/runtime";
 import { type Logger, trace } from "@tokenmesh/telemetry";
-import type { Guard, InputVerdict, OutputFilter, OutputRelease } from "../domain/ports.js";
+import type { Guard, InputVerdict, OutputFilter, OutputRelease, OutputSlot } from "../domain/ports.js";
 import { metrics } from "../metrics.js";
 import type { DeepTier } from "./guard-deep.client.js";
 
@@ -51,6 +51,9 @@ interface DeepResult {
  * The guard port served in-process from @tokenmesh/guard-policy: the deterministic tier (length limit, injection
  * heuristics, secret/PII/operator rules, the streaming redactor with its holdback window) costs no network hop.
  * The request's policy is its key's (`guard.keys`), else its team's (`guard.teams`), else the default.
+ *
+ * Output is redacted per choice and slot: content, refusal and each tool call's arguments are texts of their own
+ * (a secret inside tool arguments is redacted like one in content; a block in any of them blocks the output).
  *
  * Only a policy with `guard.deep` calls the guard service (DeepCheck): on input after the rules (on the redacted
  * messages) and before routing; on output on each choice's complete text — the whole answer when not streamed, and
@@ -132,18 +135,20 @@ export class InProcessGuard implements Guard {
 
   async filterText(
     ctx: RequestContext,
-    texts: { index: number; text: string }[],
+    texts: { index: number; slot?: OutputSlot; text: string }[],
     signal: AbortSignal,
-  ): Promise<{ index: number; text: string; blocked: boolean; ruleIds: string[] }[]> {
+  ): Promise<{ index: number; slot?: OutputSlot; text: string; blocked: boolean; ruleIds: string[] }[]> {
     const policy = this.policyFor(ctx);
     const filter = new PolicyOutputFilter(policy);
-    const out: { index: number; text: string; blocked: boolean; ruleIds: string[] }[] = [];
+    const out: { index: number; slot?: OutputSlot; text: string; blocked: boolean; ruleIds: string[] }[] = [];
     for (const t of texts) {
-      const head = filter.text(t.index, t.text);
-      const rest = filter.flush(t.index);
+      const slot = t.slot ?? "content";
+      const head = filter.text(t.index, t.text, slot);
+      const rest = filter.flush(t.index, slot);
       const blocked = filter.blockedBy !== undefined;
       out.push({
         index: t.index,
+        ...(t.slot !== undefined ? { slot: t.slot } : {}),
         text: blocked ? "" : (head?.text ?? "") + (rest?.text ?? ""),
         ruleIds: [...new Set([...(head?.ruleIds ?? []), ...(rest?.ruleIds ?? [])])],
         blocked,
@@ -153,8 +158,10 @@ export class InProcessGuard implements Guard {
     const deep = policy.deep;
     if (deep?.output && filter.blockedBy === undefined) {
       const messages = this.conversations.get(ctx) ?? [];
+      // The deep tier judges each choice's answer text; tool arguments and refusals are not what it rates.
+      const judged = out.filter((o) => (o.slot ?? "content") === "content");
       const verdicts = await Promise.all(
-        out.map((o) =>
+        judged.map((o) =>
           this.deepCheck(
             ctx,
             policy.name,
@@ -165,7 +172,8 @@ export class InProcessGuard implements Guard {
         ),
       );
       verdicts.forEach((v, i) => {
-        if (v.block) out[i] = { index: out[i]!.index, text: "", blocked: true, ruleIds: v.ruleIds };
+        const o = judged[i]!;
+        if (v.block) Object.assign(o, { text: "", blocked: true, ruleIds: v.ruleIds });
       });
     }
     return out;
@@ -181,18 +189,30 @@ export class InProcessGuard implements Guard {
       if (deep && r.text) released.set(r.index, (released.get(r.index) ?? "") + r.text);
     };
     let closed = false;
+    const toPort = (r: PolicyRelease): OutputRelease => ({
+      index: r.index,
+      ...(r.slot !== "content" ? { slot: r.slot } : {}),
+      text: r.text,
+      blocked: r.blocked,
+      ruleIds: r.ruleIds,
+    });
     return {
-      write: (index, text) => {
+      write: (index, text, slot = "content") => {
         if (closed) return;
-        const r = filter.text(index, text);
+        const r = filter.text(index, text, slot);
         if (!r) return;
-        keep(r);
-        onRelease({ index: r.index, text: r.text, blocked: r.blocked, ruleIds: r.ruleIds });
+        if (r.slot === "content") keep(r);
+        onRelease(toPort(r));
       },
       flush: async (index) => {
-        const r = closed ? undefined : filter.flush(index);
+        const all = closed ? [] : filter.flushChoice(index);
+        // The other slots' rest goes out first, through onRelease; the content's rest is the answer.
+        for (const o of all) if (o.slot !== "content" && !o.blocked) onRelease(toPort(o));
+        const r = all.find((o) => o.slot === "content");
+        const block = all.find((o) => o.blocked);
+        if (block) return { text: "", blocked: true, ruleIds: block.ruleIds };
         if (!r) return { text: "", blocked: filter.blockedBy !== undefined, ruleIds: [] };
-        if (r.blocked || !deep) return { text: r.text, blocked: r.blocked, ruleIds: r.ruleIds };
+        if (!deep) return { text: r.text, blocked: false, ruleIds: r.ruleIds };
         keep(r);
         const response = released.get(index) ?? "";
         released.delete(index);

@@ -1,12 +1,12 @@
 import { parseCatalog } from "@tokenmesh/catalog";
-import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
+import { type ChatChunk, type ChatDelta, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { AppError } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { describe, expect, it } from "vitest";
 import { ChatFlow } from "./chat-flow.js";
 import { hashSecret, type KeyRecord } from "./keys.js";
-import type { Guard, OutputRelease, RouteEvent, Router } from "./ports.js";
+import type { Guard, OutputRelease, OutputSlot, RouteEvent, Router } from "./ports.js";
 
 const catalog = parseCatalog(
   `models:
@@ -27,7 +27,11 @@ const key: KeyRecord = {
   hash: hashSecret("tm-secret"),
 };
 
-const delta = (content: string, finish = FinishReason.FINISH_REASON_UNSPECIFIED, role = Role.ROLE_UNSPECIFIED) => ({
+const delta = (
+  content: string,
+  finish = FinishReason.FINISH_REASON_UNSPECIFIED,
+  role = Role.ROLE_UNSPECIFIED,
+): ChatDelta => ({
   index: 0,
   role,
   content,
@@ -76,7 +80,66 @@ function fakeGuard(log: string[]): Guard {
   };
 }
 
-function flowWith(events: RouteEvent[] | Router["route"], usage: UsageRecorded[], log: string[] = []) {
+/**
+ * A guard that filters each (choice, slot) on its own, like the real one: "SECRET" becomes "[R]", "BOOM" blocks the
+ * output. It holds back the last five characters of each slot until the choice is flushed and releases
+ * asynchronously (as a remote guard would), logging what it was given.
+ */
+function slotGuard(log: string[]): Guard {
+  const filter = (text: string) => text.replaceAll("SECRET", "[R]");
+  return {
+    async checkInput(_ctx, _model, messages) {
+      return { action: "allow", messages, ruleIds: [], reason: "" };
+    },
+    async filterText(_ctx, texts) {
+      log.push(...texts.map((t) => `text:${t.index}/${t.slot ?? "content"}`));
+      const blocked = texts.some((t) => t.text.includes("BOOM"));
+      return texts.map((t) => ({ ...t, text: blocked ? "" : filter(t.text), blocked, ruleIds: [] }));
+    },
+    filterOutput(_ctx, onRelease: (r: OutputRelease) => void) {
+      const held = new Map<string, { index: number; slot: OutputSlot; text: string }>();
+      let blocked = false;
+      const later = (r: OutputRelease) => setImmediate(() => onRelease(r));
+      return {
+        write(index, text, slot = "content") {
+          log.push(`write:${index}/${slot}:${text}`);
+          if (blocked) return;
+          if (text.includes("BOOM")) {
+            blocked = true;
+            later({ index, slot, text: "", blocked: true, ruleIds: ["pattern.boom"] });
+            return;
+          }
+          // Filter what is pending, then hold its last five characters: a "SECRET" cut by a write stays whole.
+          const key = `${index}/${slot}`;
+          const all = filter((held.get(key)?.text ?? "") + text);
+          held.set(key, { index, slot, text: all.slice(-5) });
+          if (all.length > 5) later({ index, slot, text: all.slice(0, -5), blocked: false, ruleIds: [] });
+        },
+        flush(index) {
+          log.push(`flush:${index}`);
+          let content = "";
+          for (const [key, h] of held) {
+            if (h.index !== index) continue;
+            held.delete(key);
+            if (h.slot === "content") content = h.text;
+            else later({ index, slot: h.slot, text: filter(h.text), blocked: false, ruleIds: [] });
+          }
+          return new Promise((resolve) => setImmediate(() => resolve({ text: content, blocked, ruleIds: [] })));
+        },
+        close() {
+          log.push("close");
+        },
+      };
+    },
+  };
+}
+
+function flowWith(
+  events: RouteEvent[] | Router["route"],
+  usage: UsageRecorded[],
+  log: string[] = [],
+  guard: Guard = fakeGuard(log),
+) {
   const router: Router = {
     route:
       typeof events === "function"
@@ -103,7 +166,7 @@ function flowWith(events: RouteEvent[] | Router["route"], usage: UsageRecorded[]
       acquire: async () => ({ allowed: true, limitedBy: "", remainingRequests: -1, remainingTokens: -1, resetMs: 0 }),
       settle: async () => undefined,
     },
-    guard: fakeGuard(log),
+    guard,
     router,
     cost: { reserve: async () => "", release: async () => undefined },
     budgets: { blocked: () => false, hasHard: async () => false },
@@ -295,5 +358,142 @@ describe("ChatFlow", () => {
       ["auto", "m"],
       ["auto:large", "m"],
     ]);
+  });
+});
+
+const toolDelta = (index: number, id: string, name: string, args: string) => ({
+  ...delta(""),
+  toolCalls: [{ index, id, type: id ? "function" : "", function: { name, arguments: args } }],
+});
+const routed = { route: { model: "m", provider: "openai", cacheHit: false, attempts: 1 } };
+
+/** A choice delta's kind, for asserting order: role, content, refusal, tool:<n> (header or args), finish. */
+function kinds(out: ChatChunk[]): string[] {
+  return out.flatMap((c) =>
+    c.choices.flatMap((d) => [
+      ...(d.role !== Role.ROLE_UNSPECIFIED ? ["role"] : []),
+      ...(d.content ? ["content"] : []),
+      ...(d.refusal ? ["refusal"] : []),
+      ...d.toolCalls.map((t) => (t.id ? `tool:${t.index}:header` : `tool:${t.index}:args`)),
+      ...(d.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED ? [`finish:${d.finishReason}`] : []),
+    ]),
+  );
+}
+
+const argsOf = (out: ChatChunk[], tool: number) =>
+  out
+    .flatMap((c) => c.choices.flatMap((d) => d.toolCalls.filter((t) => t.index === tool)))
+    .map((t) => t.function?.arguments ?? "")
+    .join("");
+
+describe("ChatFlow output guard: tool-call arguments and refusals", () => {
+  it("redacts streamed tool-call arguments and refusals slot by slot, headers before arguments, finish last", async () => {
+    const log: string[] = [];
+    const flow = flowWith(
+      [
+        routed,
+        { chunk: chunk(delta("Looking up SECRET now", FinishReason.FINISH_REASON_UNSPECIFIED, Role.ROLE_ASSISTANT)) },
+        { chunk: chunk(toolDelta(0, "call_1", "lookup", '{"q":')) },
+        { chunk: chunk(toolDelta(0, "", "", '"SECRET"}')) },
+        { chunk: chunk(toolDelta(1, "call_2", "notify", '{"to":"SECRET"}')) },
+        { chunk: chunk({ ...delta(""), refusal: "I won't say SECRET" }) },
+        { chunk: chunk(delta("", FinishReason.FINISH_REASON_TOOL_CALLS)) },
+      ],
+      [],
+      log,
+      slotGuard(log),
+    );
+    const out: ChatChunk[] = [];
+    for await (const c of (await flow.start(call())).chunks) out.push(c);
+
+    expect(out.flatMap((c) => c.choices.map((d) => d.content)).join("")).toBe("Looking up [R] now");
+    expect(argsOf(out, 0)).toBe('{"q":"[R]"}');
+    expect(argsOf(out, 1)).toBe('{"to":"[R]"}');
+    expect(out.flatMap((c) => c.choices.map((d) => d.refusal)).join("")).toBe("I won't say [R]");
+    expect(JSON.stringify(out)).not.toContain("SECRET");
+    // Every argument fragment went through the filter as its tool call's slot.
+    expect(log).toContain('write:0/tool:0:"SECRET"}');
+    expect(log).toContain("write:0/refusal:I won't say SECRET");
+
+    const k = kinds(out);
+    expect(k[0]).toBe("role");
+    expect(k.indexOf("tool:0:header")).toBeLessThan(k.indexOf("tool:0:args"));
+    expect(k.indexOf("tool:1:header")).toBeLessThan(k.indexOf("tool:1:args"));
+    expect(k.at(-1)).toBe(`finish:${FinishReason.FINISH_REASON_TOOL_CALLS}`);
+    expect(k.filter((x) => x.startsWith("finish"))).toHaveLength(1);
+    // The headers themselves carry no arguments: those come only through the filter.
+    const header = out.flatMap((c) => c.choices.flatMap((d) => d.toolCalls)).find((t) => t.id === "call_1");
+    expect(header).toMatchObject({ id: "call_1", type: "function", function: { name: "lookup", arguments: "" } });
+  });
+
+  it("ends the stream with content_filter when tool-call arguments block, sending nothing after", async () => {
+    const log: string[] = [];
+    const flow = flowWith(
+      [
+        routed,
+        { chunk: chunk(delta("Sure, ", FinishReason.FINISH_REASON_UNSPECIFIED, Role.ROLE_ASSISTANT)) },
+        { chunk: chunk(toolDelta(0, "call_1", "run", '{"cmd":"BOOM"}')) },
+        { chunk: chunk(delta("and more text after the block")) },
+        { chunk: chunk(toolDelta(0, "", "", '{"more":1}')) },
+        { chunk: chunk(delta("", FinishReason.FINISH_REASON_TOOL_CALLS)) },
+      ],
+      [],
+      log,
+      slotGuard(log),
+    );
+    const out: ChatChunk[] = [];
+    for await (const c of (await flow.start(call())).chunks) out.push(c);
+    const k = kinds(out);
+    expect(k.at(-1)).toBe(`finish:${FinishReason.FINISH_REASON_CONTENT_FILTER}`);
+    expect(k.filter((x) => x.startsWith("finish"))).toHaveLength(1);
+    expect(argsOf(out, 0)).toBe("");
+    expect(JSON.stringify(out)).not.toContain("BOOM");
+    expect(JSON.stringify(out)).not.toContain("after the block");
+    expect(log.at(-1)).toBe("close");
+  });
+
+  it("filters a whole answer's tool-call arguments and refusal in the same guard call as its content", async () => {
+    const log: string[] = [];
+    const flow = flowWith(
+      [
+        routed,
+        {
+          chunk: chunk({
+            ...toolDelta(0, "call_1", "lookup", '{"q":"SECRET"}'),
+            role: Role.ROLE_ASSISTANT,
+            content: "Calling SECRET",
+            refusal: "no SECRET",
+          }),
+        },
+        { chunk: chunk(delta("", FinishReason.FINISH_REASON_TOOL_CALLS)) },
+      ],
+      [],
+      log,
+      slotGuard(log),
+    );
+    const { response } = await flow.complete({ ...call(), request: { ...call().request, stream: false } });
+    const m = response.choices[0]?.message;
+    expect(m?.content).toBe("Calling [R]");
+    expect(m?.refusal).toBe("no [R]");
+    expect(m?.toolCalls[0]?.function).toEqual({ name: "lookup", arguments: '{"q":"[R]"}' });
+    expect(response.choices[0]?.finishReason).toBe(FinishReason.FINISH_REASON_TOOL_CALLS);
+    expect(log.filter((l) => l.startsWith("text:"))).toEqual(["text:0/content", "text:0/refusal", "text:0/tool:0"]);
+  });
+
+  it("empties a whole answer whose tool-call arguments block: no tool calls, finish content_filter", async () => {
+    const flow = flowWith(
+      [
+        routed,
+        { chunk: chunk({ ...toolDelta(0, "call_1", "run", '{"cmd":"BOOM"}'), role: Role.ROLE_ASSISTANT }) },
+        { chunk: chunk(delta("", FinishReason.FINISH_REASON_TOOL_CALLS)) },
+      ],
+      [],
+      [],
+      slotGuard([]),
+    );
+    const { response } = await flow.complete({ ...call(), request: { ...call().request, stream: false } });
+    expect(response.choices[0]?.finishReason).toBe(FinishReason.FINISH_REASON_CONTENT_FILTER);
+    expect(response.choices[0]?.message?.toolCalls).toEqual([]);
+    expect(JSON.stringify(response)).not.toContain("BOOM");
   });
 });

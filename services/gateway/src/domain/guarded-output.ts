@@ -1,7 +1,7 @@
 import { type ChatChunk, type ChatDelta, type ChatResponse, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import { AsyncQueue } from "./async-queue.js";
-import type { Guard } from "./ports.js";
+import type { Guard, OutputSlot } from "./ports.js";
 
 /** What the guarded stream reports back to the request as it runs. */
 export interface StreamObserver {
@@ -16,11 +16,18 @@ export interface StreamObserver {
 }
 
 /**
- * Design step 6 for streams: pipes the router's chunks through the guard's output filter. Text goes to the filter
- * and comes back (possibly held back a little, possibly redacted) through its release callback; role, tool-call and
- * finish deltas keep their order relative to the text because a finish waits for the filter to flush that choice.
- * Chunks carry the request's own id (a cached answer replays another request's ids). A policy block stops the
- * stream with finish reason `content_filter`; a failure ends the returned iterable with that error.
+ * Design step 6 for streams: pipes the router's chunks through the guard's output filter. Content, refusal text and
+ * each tool call's arguments go to the filter, each as a slot of its own, and come back (possibly held back a
+ * little, possibly redacted) through its release callback as deltas of the same kind.
+ *
+ * Ordering: a choice's role delta is sent before any of its text; a tool call's header (id, type, name) is sent
+ * when it arrives, before any of its arguments; within a slot, text keeps its order. Held-back text of one slot may
+ * follow deltas of another slot that arrived after it (a tool call may start while the content's last word is still
+ * held). A finish waits for the filter to flush every slot of that choice, so it comes after all of them.
+ *
+ * Chunks carry the request's own id (a cached answer replays another request's ids). A policy block — in content,
+ * refusal or tool arguments — stops the stream: every choice not yet finished gets finish reason `content_filter`
+ * and nothing more is sent. A failure ends the returned iterable with that error.
  */
 export function guardedStream(
   guard: Guard,
@@ -32,32 +39,49 @@ export function guardedStream(
 ): AsyncIterable<ChatChunk> {
   const out = new AsyncQueue<ChatChunk>();
   const meta = { id: ctx.requestId, created: first.created, model: first.model };
-  const textChunk = (index: number, content: string): ChatChunk => ({
+  const deltaChunk = (index: number, fields: Partial<ChatDelta>): ChatChunk => ({
     ...meta,
     choices: [
       {
         index,
         role: Role.ROLE_UNSPECIFIED,
-        content,
+        content: "",
         toolCalls: [],
         finishReason: FinishReason.FINISH_REASON_UNSPECIFIED,
         refusal: "",
+        ...fields,
       },
     ],
     usage: undefined,
   });
+  /** Released text of one slot as the delta that carries it. */
+  const slotChunk = (index: number, slot: OutputSlot | undefined, text: string): ChatChunk => {
+    if (slot === undefined || slot === "content") return deltaChunk(index, { content: text });
+    if (slot === "refusal") return deltaChunk(index, { refusal: text });
+    const call = Number(slot.slice("tool:".length));
+    return deltaChunk(index, {
+      toolCalls: [{ index: call, id: "", type: "", function: { name: "", arguments: text } }],
+    });
+  };
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   signal.addEventListener("abort", onAbort, { once: true });
   let blocked = false;
+  /** Choices seen, and those whose finish was sent: a block finishes the rest with `content_filter`. */
+  const open = new Set<number>();
+  const finished = new Set<number>();
   const filter = guard.filterOutput(
     ctx,
     (r) => {
-      if (r.text) out.push(textChunk(r.index, r.text));
+      if (r.text) out.push(slotChunk(r.index, r.slot, r.text));
       if (r.blocked) blocked = true;
     },
     stop.signal,
   );
+  const finish = (index: number, reason: FinishReason) => {
+    finished.add(index);
+    out.push(deltaChunk(index, { finishReason: reason }));
+  };
   let finalUsage: ChatChunk | undefined;
   const handle = async (chunk: ChatChunk) => {
     if (chunk.usage) {
@@ -66,38 +90,33 @@ export function guardedStream(
     }
     if (chunk.choices.length === 0) return;
     observer.onFirstToken();
-    const passthrough: ChatDelta[] = [];
     for (const d of chunk.choices) {
       if (d.content) observer.onText(d.content);
       if (d.refusal) observer.onText(d.refusal);
       for (const tc of d.toolCalls) if (tc.function?.arguments) observer.onText(tc.function.arguments);
+      if (blocked) continue;
+      open.add(d.index);
+      if (d.role !== Role.ROLE_UNSPECIFIED) out.push(deltaChunk(d.index, { role: d.role }));
       if (d.content) filter.write(d.index, d.content);
-      const finished = d.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED;
-      if (d.role !== Role.ROLE_UNSPECIFIED || d.toolCalls.length > 0 || d.refusal) {
-        passthrough.push({ ...d, content: "", finishReason: FinishReason.FINISH_REASON_UNSPECIFIED });
+      if (d.refusal) filter.write(d.index, d.refusal, "refusal");
+      for (const call of d.toolCalls) {
+        // The header goes out as it comes (nothing in it is redacted); the arguments go through the filter.
+        if (call.id || call.type || call.function?.name) {
+          out.push(
+            deltaChunk(d.index, {
+              toolCalls: [{ ...call, function: call.function ? { ...call.function, arguments: "" } : undefined }],
+            }),
+          );
+        }
+        if (call.function?.arguments) filter.write(d.index, call.function.arguments, `tool:${call.index}`);
       }
-      if (finished) {
-        if (passthrough.length > 0) out.push({ ...meta, choices: passthrough.splice(0), usage: undefined });
+      if (d.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED) {
         const held = await filter.flush(d.index);
-        if (held.text) out.push(textChunk(d.index, held.text));
+        if (held.text) out.push(deltaChunk(d.index, { content: held.text }));
         blocked ||= held.blocked;
-        out.push({
-          ...meta,
-          choices: [
-            {
-              index: d.index,
-              role: Role.ROLE_UNSPECIFIED,
-              content: "",
-              toolCalls: [],
-              refusal: "",
-              finishReason: blocked ? FinishReason.FINISH_REASON_CONTENT_FILTER : d.finishReason,
-            },
-          ],
-          usage: undefined,
-        });
+        finish(d.index, blocked ? FinishReason.FINISH_REASON_CONTENT_FILTER : d.finishReason);
       }
     }
-    if (passthrough.length > 0) out.push({ ...meta, choices: passthrough, usage: undefined });
   };
   const pump = async () => {
     try {
@@ -105,6 +124,11 @@ export function guardedStream(
       for await (const ev of rest) {
         if (blocked) break;
         if (ev.chunk) await handle(ev.chunk);
+      }
+      if (blocked) {
+        for (const index of [...open].sort((a, b) => a - b)) {
+          if (!finished.has(index)) finish(index, FinishReason.FINISH_REASON_CONTENT_FILTER);
+        }
       }
       if (finalUsage) out.push({ ...meta, choices: [], usage: finalUsage.usage });
       out.end();
@@ -121,22 +145,46 @@ export function guardedStream(
   return out;
 }
 
-/** Design step 6 for whole answers: filters each choice's text with one guard call, in place. */
+/**
+ * Design step 6 for whole answers: filters each choice's content, refusal and tool-call arguments with one guard
+ * call, in place (tool call `n` here is the n-th of the message). A block in any of them empties that choice — no
+ * content, refusal or tool calls — with finish reason `content_filter`.
+ */
 export async function guardWholeAnswer(
   guard: Guard,
   ctx: RequestContext,
   response: ChatResponse,
   signal: AbortSignal,
 ): Promise<void> {
-  const texts = response.choices
-    .filter((c) => c.message?.content)
-    .map((c) => ({ index: c.index, text: c.message!.content }));
+  const texts: { index: number; slot?: OutputSlot; text: string }[] = [];
+  for (const c of response.choices) {
+    const m = c.message;
+    if (!m) continue;
+    if (m.content) texts.push({ index: c.index, text: m.content });
+    if (m.refusal) texts.push({ index: c.index, slot: "refusal", text: m.refusal });
+    m.toolCalls.forEach((call, n) => {
+      if (call.function?.arguments) texts.push({ index: c.index, slot: `tool:${n}`, text: call.function.arguments });
+    });
+  }
   if (texts.length === 0) return;
   const filtered = await guard.filterText(ctx, texts, signal);
+  const blocked = new Set<number>();
   for (const f of filtered) {
-    const choice = response.choices.find((c) => c.index === f.index);
-    if (!choice?.message) continue;
-    choice.message.content = f.text;
-    if (f.blocked) choice.finishReason = FinishReason.FINISH_REASON_CONTENT_FILTER;
+    const m = response.choices.find((c) => c.index === f.index)?.message;
+    if (!m) continue;
+    if (f.blocked) blocked.add(f.index);
+    else if (f.slot === undefined || f.slot === "content") m.content = f.text;
+    else if (f.slot === "refusal") m.refusal = f.text;
+    else {
+      const fn = m.toolCalls[Number(f.slot.slice("tool:".length))]?.function;
+      if (fn) fn.arguments = f.text;
+    }
+  }
+  for (const choice of response.choices) {
+    if (!blocked.has(choice.index) || !choice.message) continue;
+    choice.message.content = "";
+    choice.message.refusal = "";
+    choice.message.toolCalls = [];
+    choice.finishReason = FinishReason.FINISH_REASON_CONTENT_FILTER;
   }
 }

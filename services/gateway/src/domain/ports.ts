@@ -22,11 +22,24 @@ export interface InputVerdict {
   reason: string;
 }
 
+/**
+ * Which text of a choice a fragment belongs to: its content, its refusal, or the arguments of its tool call `n`
+ * (the tool call's own index). The guard redacts each slot of each choice as a text of its own.
+ */
+export type OutputSlot = "content" | "refusal" | `tool:${number}`;
+
 /** One streaming output filter session (guard FilterOutput). */
 export interface OutputFilter {
-  /** Sends generated text of a choice; released text arrives through `onRelease`. */
-  write(index: number, text: string): void;
-  /** Releases everything held for a choice; resolves with that text once the guard has answered. */
+  /**
+   * Sends generated text of a choice, to its content unless `slot` names another slot; released text arrives
+   * through `onRelease` tagged with its slot.
+   */
+  write(index: number, text: string, slot?: OutputSlot): void;
+  /**
+   * Ends a choice: releases everything held in each of its slots once the guard has answered. The other slots'
+   * rest arrives through `onRelease` before the promise resolves; the content's rest is the result's `text`.
+   * `blocked` when any slot of the output blocked.
+   */
   flush(index: number): Promise<{ text: string; blocked: boolean; ruleIds: string[] }>;
   /** Ends the session. */
   close(): void;
@@ -34,6 +47,8 @@ export interface OutputFilter {
 
 export interface OutputRelease {
   index: number;
+  /** Absent means the content. */
+  slot?: OutputSlot;
   text: string;
   blocked: boolean;
   ruleIds: string[];
@@ -41,12 +56,15 @@ export interface OutputRelease {
 
 export interface Guard {
   checkInput(ctx: RequestContext, model: string, messages: ChatMessage[], signal: AbortSignal): Promise<InputVerdict>;
-  /** Filters complete texts (one per choice index) in one call. */
+  /**
+   * Filters complete texts (one per choice index and slot; no slot means the content) in one call; answers one
+   * entry per text, in order, with its index and slot.
+   */
   filterText(
     ctx: RequestContext,
-    texts: { index: number; text: string }[],
+    texts: { index: number; slot?: OutputSlot; text: string }[],
     signal: AbortSignal,
-  ): Promise<{ index: number; text: string; blocked: boolean; ruleIds: string[] }[]>;
+  ): Promise<{ index: number; slot?: OutputSlot; text: string; blocked: boolean; ruleIds: string[] }[]>;
   /** Opens an output filter; `onRelease` gets text the guard lets through (possibly held back and later). */
   filterOutput(ctx: RequestContext, onRelease: (r: OutputRelease) => void, signal: AbortSignal): OutputFilter;
 }
