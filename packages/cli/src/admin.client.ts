@@ -121,38 +121,53 @@ export class AdminClient {
     return this.request("GET", `/admin/usage?${params}`);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const url = `${this.baseUrl}${path}`;
-    const headers: Record<string, string> = { authorization: `Bearer ${this.adminKey}`, accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method,
-        headers,
-        body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.any([
-          AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
-          ...(this.options.signal ? [this.options.signal] : []),
-        ]),
-      });
-    } catch (err) {
-      if (this.options.signal?.aborted) throw new CliError("interrupted", { exitCode: 130, cause: err });
-      throw new CliError(`cannot reach the gateway at ${this.baseUrl}: ${networkReason(err)}`, { cause: err });
-    }
-    const text = await response.text();
-    let parsed: unknown;
-    try {
-      parsed = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    if (!response.ok) throw apiError(response, parsed, text);
-    if (parsed === undefined) {
-      throw new CliError(`the gateway answered ${method} ${path} with ${response.status} and no JSON body`);
-    }
-    return parsed as T;
+  private request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return requestJson<T>(this.baseUrl, this.adminKey, this.options, method, path, body);
   }
+}
+
+/**
+ * One JSON call to the gateway with `Authorization: Bearer <token>`: an error status throws ApiError with the
+ * OpenAI error body's message, an unreachable gateway CliError, an aborted `options.signal` CliError exiting 130.
+ */
+export async function requestJson<T>(
+  baseUrl: string,
+  token: string,
+  options: { timeoutMs?: number; signal?: AbortSignal | undefined },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const url = `${baseUrl}${path}`;
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: AbortSignal.any([
+        AbortSignal.timeout(options.timeoutMs ?? 15_000),
+        ...(options.signal ? [options.signal] : []),
+      ]),
+    });
+  } catch (err) {
+    if (options.signal?.aborted) throw new CliError("interrupted", { exitCode: 130, cause: err });
+    throw new CliError(`cannot reach the gateway at ${baseUrl}: ${networkReason(err)}`, { cause: err });
+  }
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (!response.ok) throw apiError(response, parsed, text);
+  if (parsed === undefined) {
+    throw new CliError(`the gateway answered ${method} ${path} with ${response.status} and no JSON body`);
+  }
+  return parsed as T;
 }
 
 /** The OpenAI error body's message (and code / request id) when there is one, else the status and some text. */

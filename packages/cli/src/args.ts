@@ -43,7 +43,21 @@ export type Command =
   | { name: "keys revoke"; id: string }
   | { name: "budgets set"; body: SetBudgetBody }
   | { name: "budgets get"; scope: BudgetScope; id: string; period: Period }
-  | { name: "audit list"; actor?: string; action?: string; since?: string; limit?: number };
+  | { name: "audit list"; actor?: string; action?: string; since?: string; limit?: number }
+  | { name: "jobs submit"; body: JobSubmitBody; batch: boolean; wait: boolean }
+  | { name: "jobs get"; id: string }
+  | { name: "jobs list"; limit?: number; after?: string }
+  | { name: "jobs cancel"; id: string }
+  | { name: "jobs watch"; id: string };
+
+/** `POST /v1/jobs` (or `/v1/jobs/batch` with `requests`) body. */
+export interface JobSubmitBody {
+  endpoint: "/v1/chat/completions" | "/v1/embeddings";
+  request?: Record<string, unknown>;
+  requests?: Record<string, unknown>[];
+  callback_url?: string;
+  metadata?: Record<string, string>;
+}
 
 /** A parsed invocation: the command and the options every command takes. */
 export interface Invocation {
@@ -187,6 +201,66 @@ const COMMANDS: readonly CommandSpec[] = [
       limit: { type: "string", value: "N", description: "at most this many (default 100, at most 1000)" },
     },
   },
+  {
+    group: "jobs",
+    name: "submit",
+    summary: "queue an async job (chat or embeddings); --wait follows it to its result",
+    usage:
+      "(--model M (--prompt TEXT | --input TEXT) | --body FILE) [--endpoint chat|embeddings] [--callback-url URL] [--metadata k=v,…] [--wait]",
+    positionals: [],
+    options: {
+      model: { type: "string", value: "M", description: "the model (with --prompt or --input)" },
+      prompt: { type: "string", value: "TEXT", description: "a chat job of one user message" },
+      input: { type: "string", value: "TEXT", description: "an embeddings job of one input" },
+      body: {
+        type: "string",
+        value: "FILE",
+        description: "the request body as JSON (a JSON array of bodies: a batch job), - for stdin",
+      },
+      endpoint: { type: "string", value: "chat|embeddings", description: "with --body (default chat)" },
+      "callback-url": { type: "string", value: "URL", description: "POST the final job here, signed" },
+      metadata: { type: "string", value: "k=v,…", description: "labels returned with the job" },
+      wait: { type: "boolean", description: "show a live status line until the job ends, then its result" },
+    },
+    details:
+      "Runs as TOKENMESH_API_KEY (a virtual key), else the admin key. Prints the job id; with --wait, the result\n" +
+      "(the body /v1/chat/completions or /v1/embeddings would have returned) once the job succeeds.",
+  },
+  {
+    group: "jobs",
+    name: "get",
+    summary: "show a job, with its result once finished",
+    usage: "<id>",
+    positionals: ["id"],
+    options: {},
+  },
+  {
+    group: "jobs",
+    name: "list",
+    summary: "list your recent jobs, newest first",
+    usage: "[--limit N] [--after ID]",
+    positionals: [],
+    options: {
+      limit: { type: "string", value: "N", description: "at most this many (default 20, at most 100)" },
+      after: { type: "string", value: "ID", description: "the page after this job id" },
+    },
+  },
+  {
+    group: "jobs",
+    name: "cancel",
+    summary: "cancel a job (a queued one never runs, a running one is aborted)",
+    usage: "<id>",
+    positionals: ["id"],
+    options: {},
+  },
+  {
+    group: "jobs",
+    name: "watch",
+    summary: "follow a job with a live status line until it ends, then print its result",
+    usage: "<id>",
+    positionals: ["id"],
+    options: {},
+  },
 ];
 
 const GROUPS = [...new Set(COMMANDS.map((c) => c.group))];
@@ -319,6 +393,17 @@ function buildCommand(name: string, v: Values, positionals: string[]): Command {
           limit: v.count("limit"),
         }),
       };
+    case "jobs submit":
+      return { name, body: jobBody(v), batch: false, wait: v.flag("wait") };
+    case "jobs get":
+    case "jobs cancel":
+    case "jobs watch": {
+      const id = positionals[0]!;
+      if (id.trim() === "") throw v.error("<id> is empty");
+      return { name, id };
+    }
+    case "jobs list":
+      return { name, ...dropUndefined({ limit: v.count("limit"), after: v.string("after") }) };
     case "budgets get":
       return {
         name,
@@ -329,6 +414,43 @@ function buildCommand(name: string, v: Values, positionals: string[]): Command {
     default:
       throw new Error(`no builder for ${name}`);
   }
+}
+
+/** The job body of `jobs submit`: from --model with --prompt or --input, or the --body file (read later). */
+function jobBody(v: Values): JobSubmitBody {
+  const metadata = v.list("metadata")?.map((pair) => {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw v.error(`--metadata: "${pair}" is not k=v`);
+    return [pair.slice(0, at), pair.slice(at + 1)] as const;
+  });
+  const common = dropUndefined({
+    callback_url: v.string("callback-url"),
+    metadata: metadata && Object.fromEntries(metadata),
+  });
+  const file = v.string("body");
+  const prompt = v.string("prompt");
+  const input = v.string("input");
+  if ([file, prompt, input].filter((x) => x !== undefined).length !== 1) {
+    throw v.error("give one of --prompt, --input or --body");
+  }
+  if (file !== undefined) {
+    const endpoint = v.oneOf("endpoint", ["chat", "embeddings"]) ?? "chat";
+    // The file is read when the command runs; `request` carries its name until then.
+    return {
+      endpoint: endpoint === "chat" ? "/v1/chat/completions" : "/v1/embeddings",
+      request: { $file: file },
+      ...common,
+    };
+  }
+  const model = v.required("model");
+  if (prompt !== undefined) {
+    return {
+      endpoint: "/v1/chat/completions",
+      request: { model, messages: [{ role: "user", content: prompt }] },
+      ...common,
+    };
+  }
+  return { endpoint: "/v1/embeddings", request: { model, input }, ...common };
 }
 
 /** Typed, validated access to parsed option values; every failure is a UsageError for `topic`. */
@@ -464,6 +586,7 @@ export function helpText(topic: readonly string[] = []): string {
     "Environment:",
     "  TOKENMESH_URL        the gateway (default http://127.0.0.1:8080)",
     "  TOKENMESH_ADMIN_KEY  the admin key; else .tokenmesh/admin-key in this directory or a parent (npm start writes it)",
+    "  TOKENMESH_API_KEY    the key jobs commands run as (default: the admin key)",
     "  NATS_URL             NATS, for usage tail (default nats://127.0.0.1:4222)",
     "",
     "Run `tokenmesh <command> --help` for a command's options.",

@@ -1,6 +1,7 @@
 import { AdminClient } from "./admin.client.js";
 import { helpText, type Invocation, parseCommandLine } from "./args.js";
 import { type AdminCommand, runAdminCommand } from "./commands/admin.commands.js";
+import { type JobsCommand, runJobsCommand } from "./commands/jobs.commands.js";
 import { usageTail } from "./commands/usage-tail.js";
 import { type CliConfig, loadConfig, type RawEnv } from "./config.js";
 import { ApiError, CliError, UsageError } from "./errors.js";
@@ -20,6 +21,8 @@ export interface CliIo {
   env?: RawEnv;
   /** Default: the process's working directory (where the admin-key file search starts). */
   cwd?: string;
+  /** Reads all of standard input (`jobs submit --body -`). */
+  stdin?: () => Promise<string>;
 }
 
 /**
@@ -54,7 +57,20 @@ async function execute({ command, url, json }: Invocation, io: CliIo): Promise<v
     });
     return;
   }
-  await runAdminCommand(adminClient(config, io.signal), command satisfies AdminCommand, io.stdout, json);
+  if (command.name.startsWith("jobs ")) {
+    if (config.apiKey === undefined) throw new CliError("no key: set TOKENMESH_API_KEY to a virtual key");
+    await runJobsCommand(command as JobsCommand, {
+      gatewayUrl: config.gatewayUrl,
+      apiKey: config.apiKey,
+      out: io.stdout,
+      err: io.stderr,
+      json,
+      signal: io.signal,
+      stdin: io.stdin,
+    });
+    return;
+  }
+  await runAdminCommand(adminClient(config, io.signal), command as AdminCommand, io.stdout, json);
 }
 
 function adminClient(config: CliConfig, signal: AbortSignal | undefined): AdminClient {

@@ -21,6 +21,8 @@ export interface CliConfig {
   /** The admin key, or undefined when neither the variable nor a `.tokenmesh/admin-key` file was found. */
   readonly adminKey: string | undefined;
   readonly adminKeySource: AdminKeySource | undefined;
+  /** The key `jobs` commands run as: `TOKENMESH_API_KEY` (a virtual key or JWT), else the admin key. */
+  readonly apiKey: string | undefined;
 }
 
 export const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080";
@@ -51,6 +53,7 @@ export function loadConfig(
     natsUrl: nonEmpty(env.NATS_URL) ?? DEFAULT_NATS_URL,
     adminKey: fromEnv ?? fromFile?.key,
     adminKeySource: fromEnv !== undefined ? "TOKENMESH_ADMIN_KEY" : fromFile && { file: fromFile.file },
+    apiKey: nonEmpty(env.TOKENMESH_API_KEY) ?? fromEnv ?? fromFile?.key,
   };
 }
 

@@ -20,6 +20,11 @@ const code = await run(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   signal: controller.signal,
+  stdin: async () => {
+    let text = "";
+    for await (const chunk of process.stdin) text += chunk;
+    return text;
+  },
 });
 process.exitCode = code;
 // Should a library leave a handle open, exit anyway (unref: this timer alone keeps nothing alive).

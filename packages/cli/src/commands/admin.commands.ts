@@ -11,7 +11,7 @@ import {
 import { type Output, printJson } from "../output.js";
 
 /** The commands that call the gateway's admin API. */
-export type AdminCommand = Exclude<Command, { name: "help" } | { name: "usage tail" }>;
+export type AdminCommand = Exclude<Command, { name: "help" } | { name: "usage tail" } | { name: `jobs ${string}` }>;
 
 /**
  * Runs one admin command: one HTTP call, then its answer as text (or as the raw JSON with `json`). Errors from
