@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { waitFor } from "@tokenmesh/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -144,5 +147,28 @@ describe("async jobs across the mesh", () => {
     }
     const done = await finished(gw1, a.key, sub.body.id);
     expect(done).toMatchObject({ status: "succeeded", metadata: { owner: "a" } });
+  });
+
+  it("runs a job from the CLI with --wait and prints its result", async () => {
+    const k = await createKey(gw0, { name: "jobs-cli" });
+    const cli = fileURLToPath(new URL("../../packages/cli/dist/main.js", import.meta.url));
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, [cli, ...args], {
+        env: { ...process.env, TOKENMESH_URL: gw1, TOKENMESH_API_KEY: k.key },
+      });
+    const { stdout, stderr } = await run([
+      "jobs",
+      "submit",
+      "--model",
+      "gpt-fake",
+      "--prompt",
+      "from the cli",
+      "--wait",
+    ]);
+    const result = JSON.parse(stdout) as Json;
+    expect(result.choices[0].message.content).toBe("from the cli");
+    expect(stderr).toMatch(/job_[0-9a-f]{24}\s+succeeded/);
+    const listed = await run(["jobs", "list"]);
+    expect(listed.stdout).toMatch(/^job_[0-9a-f]{24} {2}succeeded/m);
   });
 });
