@@ -1,9 +1,15 @@
 import type { ChatRequest, EmbedRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
+import { CacheKind, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, callUnary, createGrpcClient } from "@tokenmesh/runtime";
 import type { RouteEvent, RouteHints, Router } from "../domain/ports.js";
 import type { Upgrade, Upgrades } from "../http/upgrade.routes.js";
+
+function cacheKindName(kind: CacheKind): string {
+  if (kind === CacheKind.CACHE_KIND_EXACT) return "exact";
+  if (kind === CacheKind.CACHE_KIND_SEMANTIC) return "semantic";
+  return "";
+}
 
 /** The router over gRPC. */
 export class GrpcRouter implements Router, Upgrades {
@@ -25,7 +31,8 @@ export class GrpcRouter implements Router, Upgrades {
       hints: { prefer: hints?.prefer ?? "", speculativeModel: hints?.speculativeModel ?? "" },
     };
     for await (const ev of callStream(this.client.route.bind(this.client), req, { signal })) {
-      yield ev;
+      if (ev.route === undefined) yield { chunk: ev.chunk };
+      else yield { route: { ...ev.route, cacheKind: cacheKindName(ev.route.cacheKind) }, chunk: ev.chunk };
     }
   }
 

@@ -92,9 +92,28 @@ export interface StartedChat {
   rate: RateInfo | undefined;
   model: string;
   provider: string;
-  /** Why the router chose the model, and a speculative request's upgrade id ("" when none). */
-  route: { reason: string; upgradeId: string };
+  /** Why the router chose the model, a speculative request's upgrade id ("" when none), which cache answered. */
+  route: RouteFacts;
   chunks: AsyncIterable<ChatChunk>;
+}
+
+/** What the router said about a routed answer, for the response headers. */
+export interface RouteFacts {
+  reason: string;
+  upgradeId: string;
+  /** "exact", "semantic", or "" when the model answered. */
+  cacheKind: string;
+  /** For a semantic hit: how close the request was to the stored one (0..1). */
+  cacheSimilarity: number;
+}
+
+function routeFacts(draft: UsageDraft): RouteFacts {
+  return {
+    reason: draft.routeReason,
+    upgradeId: draft.upgradeId,
+    cacheKind: draft.cacheKind,
+    cacheSimilarity: draft.cacheSimilarity,
+  };
 }
 
 export interface EmbedCall {
@@ -168,7 +187,7 @@ export class ChatFlow {
         rate: started.rate,
         model: draft.model,
         provider: draft.provider,
-        route: { reason: draft.routeReason, upgradeId: draft.upgradeId },
+        route: routeFacts(draft),
         chunks,
       };
     } catch (err) {
@@ -178,9 +197,7 @@ export class ChatFlow {
   }
 
   /** Runs a chat request to completion and returns the whole (filtered) response. */
-  async complete(
-    call: ChatCall,
-  ): Promise<{ response: ChatResponse; rate: RateInfo | undefined; route: { reason: string; upgradeId: string } }> {
+  async complete(call: ChatCall): Promise<{ response: ChatResponse; rate: RateInfo | undefined; route: RouteFacts }> {
     const draft = draftOf(call, false);
     try {
       const { ctx, first, rest, rate } = await this.begin(call, draft);
@@ -198,7 +215,7 @@ export class ChatFlow {
       const response = { ...acc.result(draft.provider, draft.cacheHit), id: call.requestId };
       await guardWholeAnswer(this.deps.guard, ctx, response, call.signal);
       this.recorder.finish(draft);
-      return { response, rate, route: { reason: draft.routeReason, upgradeId: draft.upgradeId } };
+      return { response, rate, route: routeFacts(draft) };
     } catch (err) {
       this.recorder.finish(draft, err);
       throw err;
@@ -296,6 +313,8 @@ export class ChatFlow {
         draft.cacheHit = ev.route.cacheHit;
         draft.routeReason = ev.route.reason ?? "";
         draft.upgradeId = ev.route.upgradeId ?? "";
+        draft.cacheKind = ev.route.cacheHit ? (ev.route.cacheKind ?? "") : "";
+        draft.cacheSimilarity = ev.route.cacheSimilarity ?? 0;
       }
       if (ev.chunk) {
         if (ev.chunk.usage) draft.usage = ev.chunk.usage;

@@ -85,6 +85,10 @@ export interface RouteEvent {
     reason?: string;
     /** A speculative request's upgrade id (its slow answer, fetched later). */
     upgradeId?: string;
+    /** Which cache answered when `cacheHit`: "exact" or "semantic" ("" or absent when the model answered). */
+    cacheKind?: string;
+    /** For a semantic hit: the cosine similarity of the request to the stored one that answered it (0..1). */
+    cacheSimilarity?: number;
   };
   chunk?: ChatChunk;
 }

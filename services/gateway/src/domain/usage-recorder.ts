@@ -19,6 +19,9 @@ export class UsageDraft {
   routeReason = "";
   /** A speculative request's upgrade id, "" when none. */
   upgradeId = "";
+  /** Which cache answered ("exact", "semantic"; "" when the model did), and a semantic hit's similarity. */
+  cacheKind = "";
+  cacheSimilarity = 0;
   usage: Usage | undefined;
   /** Whether a model started on the request (the router said which): only then can tokens have been consumed. */
   routed = false;
@@ -111,6 +114,8 @@ export class UsageRecorder {
       estimated,
       discardedOutputTokens: 0,
       routeReason: draft.routeReason,
+      cacheKind: draft.cacheKind,
+      cacheSimilarity: draft.cacheSimilarity,
     };
     this.sink.record(event);
     if (draft.admitted) this.admission.release(draft.admitted);
