@@ -115,6 +115,12 @@ models:
     api_key_env: FAKE_OPENAI_KEY
     upstream_model: gpt-4o-mini+error-503
     fallbacks: [gpt-fake]
+  - id: gpt-limited
+    engine: openai
+    base_url: ${openaiUrl}
+    api_key_env: FAKE_OPENAI_KEY
+    upstream_model: gpt-4o-mini+slow-20
+    max_concurrent: 2
 guard:
   blocked_patterns:
     - { id: no-internal-hosts, pattern: "corp\\\\.internal", action: block }
@@ -125,6 +131,9 @@ routes:
   auto: { default_tier: small, tiers: { small: [local-tiny], premium: [gpt-fake, priced] }, scoring: { thresholds: { premium: 0.5 } } }
   retry: { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 50 }
   cache: { enabled: true, ttl_s: 60 }
+limits:
+  teams: { e2e-fair: { max_concurrent: 1 } }
+  queue: { lease_ms: 2000 }
 `;
 }
 
