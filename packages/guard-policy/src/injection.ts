@@ -243,7 +243,9 @@ function joinSpelled(run: string): string {
 }
 
 /** A word mixing letters and digits ("1gn0re", "pr3v10us"): its digits are read as the letters they imitate. */
-const LEET_WORD = /[a-z]+[0-9][a-z0-9]*|[0-9]+[a-z][a-z0-9]*/g;
+// Anchored at a word's start by the lookbehind: unanchored, a long word without digits was retried from each of its
+// letters (quadratic).
+const LEET_WORD = /(?<![a-z0-9])(?:[a-z]+[0-9]|[0-9]+[a-z])[a-z0-9]*/g;
 const LEET_DIGIT = /[013457]/g;
 const LEET: Readonly<Record<string, string>> = { "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t" };
 
@@ -330,24 +332,29 @@ function matchViews(rules: readonly InjectionRule[], views: InjectionViews, foun
 
 /**
  * Ids of the rule families that match `text`, in rule order, then {@link BASE64_RULE} when a finding came from a
- * base64 run (20+ characters decoding to printable UTF-8 text; at most 64 KiB of runs per text are decoded, one
- * level deep). Linear in the length of the text.
+ * base64 run (20+ characters decoding to printable UTF-8 text with a space or CJK; at most 64 Ki characters of runs
+ * per text are decoded, one level deep, and checked together as one text). Linear in the length of the text.
  */
 export function detectInjection(rules: readonly InjectionRule[], text: string): string[] {
   if (rules.length === 0 || text.length === 0) return [];
   const found = new Set<string>();
   matchViews(rules, injectionViews(text), found);
   let budget = MAX_B64_CHARS;
-  let encoded = false;
+  const decoded: string[] = [];
   B64_RUN.lastIndex = 0;
   for (let m = B64_RUN.exec(text); m !== null && budget > 0; m = B64_RUN.exec(text)) {
     const run = m[0].replace(/\r?\n/g, "").slice(0, budget);
     budget -= run.length;
-    const decoded = decodeBase64Text(run);
-    if (decoded === undefined) continue;
+    const d = decodeBase64Text(run);
+    if (d !== undefined) decoded.push(d);
+  }
+  // All decoded runs are checked as one text (one line each): a text of many small encoded runs costs one pass, not
+  // one per run, and a payload split over several runs is read whole.
+  let encoded = false;
+  if (decoded.length > 0) {
     const before = found.size;
-    matchViews(rules, injectionViews(decoded), found);
-    if (found.size > before) encoded = true;
+    matchViews(rules, injectionViews(decoded.join("\n")), found);
+    encoded = found.size > before;
   }
   const ids = rules.filter((r) => found.has(r.id)).map((r) => r.id);
   if (encoded) ids.push(BASE64_RULE);
