@@ -3,7 +3,8 @@
 //   1. `docker-compose config -q` (Debian's docker-compose, compose-spec schema + interpolation) on the base file and
 //      on the base + GPU overlay;
 //   2. the rendered stack (`docker-compose config`) has the five services, NATS with JetStream on a volume, Redis,
-//      Prometheus, Grafana, the collector and Jaeger; every service gets the OTLP endpoint; the GPU overlay reserves
+//      PostgreSQL (the router's semantic cache, which the router is pointed at), Prometheus, Grafana, the collector
+//      and Jaeger; every service gets the OTLP endpoint; the GPU overlay reserves
 //      an NVIDIA device for inference;
 //   3. Prometheus scrapes every service on the ops port that .env gives it (the one file that cannot read .env).
 // Usage: check-compose.mjs [COMPOSE_DIR]   (default deploy/compose). Exits 1 listing every problem.
@@ -58,8 +59,10 @@ for (const s of stacks) {
 const base = rendered["docker-compose.yml"];
 if (base) {
   const svc = base.services ?? {};
-  for (const name of [...SERVICES, "nats", "redis", "prometheus", "grafana", "otel-collector", "jaeger"])
+  for (const name of [...SERVICES, "nats", "redis", "postgres", "prometheus", "grafana", "otel-collector", "jaeger"])
     if (!svc[name]) problems.push(`service ${name} is missing`);
+  if (!/^postgres(ql)?:\/\/[^/]*@?postgres:5432\//.test(svc.router?.environment?.ROUTER_SEMANTIC_CACHE_URL ?? ""))
+    problems.push("router: ROUTER_SEMANTIC_CACHE_URL must point at the postgres service (postgres://…@postgres:5432/…)");
   for (const name of SERVICES) {
     const e = svc[name]?.environment ?? {};
     if (!e.OTEL_EXPORTER_OTLP_ENDPOINT) problems.push(`${name}: no OTEL_EXPORTER_OTLP_ENDPOINT`);
