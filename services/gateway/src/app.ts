@@ -37,10 +37,12 @@ import { ChatFlow } from "./domain/chat-flow.js";
 import { compileAuthSection } from "./domain/jwt-auth.js";
 import { hashSecret } from "./domain/keys.js";
 import { correlationId, mintRequestId } from "./domain/request-id.js";
+import { frontDoor } from "./grpc/front-door.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
 import { jobHandlers } from "./grpc/jobs.handlers.js";
 import { registerAdminRoutes } from "./http/admin.routes.js";
 import { registerAnthropicRoutes } from "./http/anthropic.routes.js";
+import { answerClientError, answerFrameworkError, refuseExpectation } from "./http/client-errors.js";
 import { registerErrorHandler } from "./http/errors.js";
 import { registerJobRoutes } from "./http/jobs.routes.js";
 import { registerOpenAIRoutes } from "./http/openai.routes.js";
@@ -169,10 +171,12 @@ export function createApp(
     catalog: () => catalog.current,
     logger,
   });
-  host.grpc!.add(GatewayServiceService, {
+  // Facing any client: undecodable messages are refused INVALID_ARGUMENT, status messages are bounded.
+  const door = frontDoor(GatewayServiceService, {
     ...gatewayHandlers({ flow, router }),
     ...jobHandlers({ jobs: jobs.service }),
   });
+  host.grpc!.add(door.definition, door.handlers);
 
   const http = Fastify({
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
@@ -193,7 +197,12 @@ export function createApp(
     requestIdHeader: false,
     // Every request gets an id minted here; a client's own id is only ever a correlation id (request-id.ts).
     genReqId: () => mintRequestId(),
+    // Requests Node's parser or Fastify's router refuse (bad framing, oversized headers, bad percent-encoding) are
+    // answered in OpenAI's error format too.
+    clientErrorHandler: answerClientError,
+    frameworkErrors: answerFrameworkError,
   });
+  http.server.on("checkExpectation", refuseExpectation);
   http.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
     const clientId = correlationId(req.headers["x-client-request-id"] ?? req.headers["x-request-id"]);

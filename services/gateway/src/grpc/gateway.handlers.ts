@@ -6,6 +6,7 @@ import type { Router } from "../domain/ports.js";
 import { statedPriority } from "../domain/priority.js";
 import { correlationId, mintRequestId } from "../domain/request-id.js";
 import { metrics } from "../metrics.js";
+import { checkChatRequest, checkEmbedRequest } from "./request-checks.js";
 
 /** Counts and times a gRPC front-door call like the HTTP ones (status = the AppError code, or OK). */
 async function counted<T>(endpoint: string, run: () => Promise<T>): Promise<T> {
@@ -57,16 +58,17 @@ export function gatewayHandlers(deps: {
   const { flow } = deps;
   return {
     async chat(request, ctx) {
-      const { response } = await counted("chat", () =>
-        flow.complete({
+      const { response } = await counted("chat", () => {
+        checkChatRequest(request);
+        return flow.complete({
           authorization: authorization(ctx),
           requestId: requestId(ctx),
           request: { ...request, stream: false },
           signal: ctx.signal,
           endpoint: "chat",
           ...admissionOf(ctx),
-        }),
-      );
+        });
+      });
       return response;
     },
 
@@ -74,6 +76,7 @@ export function gatewayHandlers(deps: {
       const began = performance.now();
       let status = "OK";
       try {
+        checkChatRequest(request);
         const started = await flow.start({
           authorization: authorization(ctx),
           requestId: requestId(ctx),
@@ -93,15 +96,16 @@ export function gatewayHandlers(deps: {
     },
 
     async embed(request, ctx) {
-      const { response } = await counted("embeddings", () =>
-        flow.embed({
+      const { response } = await counted("embeddings", () => {
+        checkEmbedRequest(request);
+        return flow.embed({
           authorization: authorization(ctx),
           requestId: requestId(ctx),
           request,
           signal: ctx.signal,
           ...admissionOf(ctx),
-        }),
-      );
+        });
+      });
       return response;
     },
 

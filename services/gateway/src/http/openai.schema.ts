@@ -1,7 +1,13 @@
 import { z } from "zod";
+import { MAX_SCHEMA_DEPTH, nestedDeeperThan } from "../domain/json-depth.js";
 
 // The OpenAI chat completions and embeddings request bodies, validated at the edge. Unknown fields are ignored
 // (clients and SDKs send provider-specific extras); known fields are checked with OpenAI's own bounds.
+
+/** A caller's JSON Schema: any object, nested at most MAX_SCHEMA_DEPTH levels deep. */
+const JsonSchema = z
+  .record(z.string(), z.unknown())
+  .refine((v) => !nestedDeeperThan(v, MAX_SCHEMA_DEPTH), `nested more than ${MAX_SCHEMA_DEPTH} levels deep`);
 
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
 const ImagePart = z.object({
@@ -30,7 +36,7 @@ const Tool = z.object({
   function: z.object({
     name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "function names are 1-64 of a-z, A-Z, 0-9, _ and -"),
     description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    parameters: JsonSchema.optional(),
     strict: z.boolean().nullable().optional(),
   }),
 });
@@ -48,7 +54,7 @@ const ResponseFormat = z.discriminatedUnion("type", [
     json_schema: z.object({
       name: z.string(),
       description: z.string().optional(),
-      schema: z.record(z.string(), z.unknown()).optional(),
+      schema: JsonSchema.optional(),
       strict: z.boolean().nullable().optional(),
     }),
   }),
