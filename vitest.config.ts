@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: pure unit tests beside the code; integration tests per service/package against real NATS and
-// Redis (started once per run by packages/testing's global setup); end-to-end tests of the whole mesh.
+// Four projects: pure unit tests beside the code; integration tests per service/package against real NATS and
+// Redis (started once per run by packages/testing's global setup); end-to-end tests of the whole mesh; the fuzz
+// suite, hostile generated inputs against the whole mesh's gateway (FUZZ_SEED, FUZZ_RUNS).
 const infra = ["./packages/testing/src/global-setup.ts"];
 
 export default defineConfig({
@@ -28,6 +29,16 @@ export default defineConfig({
           include: ["test/e2e/**/*.test.ts"],
           globalSetup: infra,
           testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "fuzz",
+          include: ["test/fuzz/**/*.test.ts"],
+          globalSetup: infra,
+          testTimeout: 900_000,
           hookTimeout: 180_000,
           fileParallelism: false,
         },
