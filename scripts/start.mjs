@@ -146,6 +146,8 @@ Object.assign(env, {
   TOKENMESH_ADMIN_KEY: adminKey,
   GATEWAY_HTTP_PORT: HTTP_PORT,
   GATEWAY_GRPC_PORT: GRPC_PORT,
+  // The router's semantic cache (when the catalog enables it): an embedded PostgreSQL kept across restarts.
+  ROUTER_SEMANTIC_CACHE_URL: env.ROUTER_SEMANTIC_CACHE_URL ?? `file://${join(state, "semantic-cache")}`,
 });
 
 const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];
