@@ -1,6 +1,8 @@
+import { CatalogSchema } from "@tokenmesh/catalog";
 import { createLogger } from "@tokenmesh/telemetry";
 import { describe, expect, it } from "vitest";
 import { Admission, type AdmissionRequest } from "./admission.js";
+import type { ConcurrencyLimiter, ConcurrencyRequest } from "./concurrency.js";
 import type { Principal } from "./keys.js";
 import type { Cost, RateLimiter } from "./ports.js";
 
@@ -67,5 +69,72 @@ describe("Admission", () => {
     });
     await expect(admission.admit(principal, request)).rejects.toThrow("over budget");
     expect(settled).toEqual([0]);
+  });
+});
+
+describe("Admission concurrency slots", () => {
+  const catalog = () =>
+    CatalogSchema.parse({
+      models: [{ id: "a", engine: "openai", base_url: "http://x/v1", upstream_model: "m", max_concurrent: 2 }],
+      limits: { teams: { t: { max_concurrent: 5 } } },
+    });
+
+  function withSlots(opts: { hard: boolean; reserve?: Cost["reserve"] }) {
+    const asked: ConcurrencyRequest[] = [];
+    let released = 0;
+    const concurrency: ConcurrencyLimiter = {
+      acquire: async (req) => {
+        asked.push(req);
+        return { release: () => released++ };
+      },
+    };
+    const admission = new Admission({
+      limiter: {
+        acquire: async () => ({ allowed: true, limitedBy: "", remainingRequests: 9, remainingTokens: -1, resetMs: 1 }),
+        settle: async () => undefined,
+      },
+      budgets: { blocked: () => false, hasHard: async () => opts.hard },
+      cost: { reserve: opts.reserve ?? (async () => "res_1"), release: async () => undefined },
+      logger: createLogger({ service: "test", level: "silent" }),
+      concurrency,
+      catalog,
+    });
+    return { admission, asked, released: () => released };
+  }
+
+  it("takes the key, team and model limits in that order at the request's class, and releases them once", async () => {
+    const { admission, asked, released } = withSlots({ hard: false });
+    const admitted = await admission.admit(
+      { ...principal, maxConcurrent: 3 },
+      { ...request, limitModel: "a", priority: "batch" },
+    );
+    expect(asked[0]).toMatchObject({
+      priority: "batch",
+      limits: [
+        { id: "key:k", cap: 3, tenant: "" },
+        { id: "team:t", cap: 5, tenant: "key:k" },
+        { id: "model:a", cap: 2, tenant: "team:t" },
+      ],
+    });
+    admission.release(admitted);
+    admission.release(admitted);
+    expect(released()).toBe(1);
+  });
+
+  it("gives the slots back when the hard-budget hold is refused", async () => {
+    const { admission, released } = withSlots({
+      hard: true,
+      reserve: async () => {
+        throw new Error("refused");
+      },
+    });
+    await expect(admission.admit(principal, { ...request, limitModel: "a" })).rejects.toThrow("refused");
+    expect(released()).toBe(1);
+  });
+
+  it("asks for no slot when no limit applies (auto, no team limit, no key limit)", async () => {
+    const { admission, asked } = withSlots({ hard: false });
+    await admission.admit({ ...principal, team: "" }, { ...request, limitModel: undefined });
+    expect(asked).toHaveLength(0);
   });
 });
