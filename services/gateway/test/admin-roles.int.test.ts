@@ -66,6 +66,9 @@ function startRouter(): GrpcServer {
     async listModels() {
       return { models: [] };
     },
+    async getUpgrade() {
+      throw new AppError("FAILED_PRECONDITION", "not scripted");
+    },
   });
   return server;
 }

@@ -7,7 +7,7 @@ import { connectNats, decodeEvent, type NatsConnection, Subjects, UsageRecordedE
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient } from "@tokenmesh/proto/gateway/v1/gateway";
-import { type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { RouteInfo, type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, callUnary, createGrpcClient, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { waitFor } from "@tokenmesh/testing";
@@ -96,7 +96,7 @@ function startRouter(): GrpcServer {
         choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
         usage: undefined,
       });
-      yield { route: { model: "test-model", provider: "openai", cacheHit: false, attempts: 1 } };
+      yield { route: RouteInfo.fromPartial({ model: "test-model", provider: "openai", attempts: 1 }) };
       yield { chunk: chunk("hello") };
       yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
       yield {
@@ -114,6 +114,9 @@ function startRouter(): GrpcServer {
     },
     async listModels() {
       return { models: [] };
+    },
+    async getUpgrade() {
+      throw new AppError("FAILED_PRECONDITION", "not scripted");
     },
   });
   return server;
