@@ -62,7 +62,9 @@ if (base) {
   for (const name of [...SERVICES, "nats", "redis", "postgres", "prometheus", "grafana", "otel-collector", "jaeger"])
     if (!svc[name]) problems.push(`service ${name} is missing`);
   if (!/^postgres(ql)?:\/\/[^/]*@?postgres:5432\//.test(svc.router?.environment?.ROUTER_SEMANTIC_CACHE_URL ?? ""))
-    problems.push("router: ROUTER_SEMANTIC_CACHE_URL must point at the postgres service (postgres://…@postgres:5432/…)");
+    problems.push(
+      "router: ROUTER_SEMANTIC_CACHE_URL must point at the postgres service (postgres://…@postgres:5432/…)",
+    );
   for (const name of SERVICES) {
     const e = svc[name]?.environment ?? {};
     if (!e.OTEL_EXPORTER_OTLP_ENDPOINT) problems.push(`${name}: no OTEL_EXPORTER_OTLP_ENDPOINT`);
