@@ -1,5 +1,5 @@
 import type { MethodDefinition } from "@grpc/grpc-js";
-import { AppError, type CallContext } from "@tokenmesh/runtime";
+import { AppError, type CallContext, type ServerStreamHandler, type UnaryHandler } from "@tokenmesh/runtime";
 import { describe, expect, it } from "vitest";
 import { frontDoor } from "./front-door.js";
 
@@ -8,16 +8,23 @@ const decode = (b: Buffer) => {
   if (b[0] === 0xff) throw new RangeError("premature EOF");
   return b.toString();
 };
-const method = (name: string, responseStream: boolean): MethodDefinition<string, string> => ({
-  path: `/test.v1.TestService/${name}`,
-  requestStream: false,
-  responseStream,
-  requestSerialize: (s) => Buffer.from(s),
-  requestDeserialize: decode,
-  responseSerialize: (s) => Buffer.from(s),
-  responseDeserialize: (b) => b.toString(),
-});
+const method = <S extends boolean>(name: string, responseStream: S) =>
+  ({
+    path: `/test.v1.TestService/${name}`,
+    requestStream: false,
+    responseStream,
+    requestSerialize: (s: string) => Buffer.from(s),
+    requestDeserialize: decode,
+    responseSerialize: (s: string) => Buffer.from(s),
+    responseDeserialize: (b: Buffer) => b.toString(),
+  }) as const satisfies MethodDefinition<string, string>;
 const definition = { echo: method("Echo", false), watch: method("Watch", true) };
+/** The handler shapes of the two methods (the generic Handlers type cannot tell them apart from these definitions). */
+type TestHandlers = { echo: UnaryHandler<string, string>; watch: ServerStreamHandler<string, string> };
+const doorOf = (handlers: TestHandlers) => {
+  const door = frontDoor(definition, handlers as never);
+  return { definition: door.definition, handlers: door.handlers as unknown as TestHandlers };
+};
 const ctx = {} as CallContext;
 
 async function drain(it: AsyncIterable<unknown>): Promise<unknown[]> {
@@ -30,7 +37,7 @@ describe("frontDoor", () => {
   const fail = (message: string) => {
     throw new AppError("NOT_FOUND", message, { reason: "model_not_found", param: "model" });
   };
-  const door = frontDoor(definition, {
+  const door = doorOf({
     echo: async (req: string) => (req.startsWith("fail:") ? fail(req.slice(5)) : req),
     watch: async function* (req: string) {
       yield req;
@@ -74,7 +81,7 @@ describe("frontDoor", () => {
 
   it("leaves short messages and non-AppErrors as they are", async () => {
     await expect(door.handlers.echo("fail:no such model", ctx)).rejects.toMatchObject({ message: "no such model" });
-    const plain = frontDoor(definition, {
+    const plain = doorOf({
       echo: async () => {
         throw new TypeError("x".repeat(5_000));
       },
