@@ -1,4 +1,4 @@
-import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { describe, expect, it } from "vitest";
 import {
   describeRange,
@@ -13,7 +13,7 @@ import {
 } from "./format.js";
 
 function usage(overrides: Partial<UsageRecorded> = {}): UsageRecorded {
-  return {
+  return UsageRecorded.fromPartial({
     requestId: "req_1",
     timestamp: "2025-03-04T05:06:07.089Z",
     keyId: "k_1",
@@ -35,7 +35,7 @@ function usage(overrides: Partial<UsageRecorded> = {}): UsageRecorded {
     stream: true,
     reservationId: "",
     ...overrides,
-  };
+  });
 }
 
 describe("formatTable", () => {

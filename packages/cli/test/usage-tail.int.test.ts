@@ -1,14 +1,14 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { EventPublisher, encodeEvent, ensureStreams, UsageRecordedEvent } from "@tokenmesh/events";
-import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
+import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { createLogger } from "@tokenmesh/telemetry";
 import { freePort, type ServiceProcess, spawnService, startNatsServer, uniqueName, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CLI, requireBuiltCli, runCli } from "./cli-process.js";
 
 function usage(requestId: string, overrides: Partial<UsageRecorded> = {}): UsageRecorded {
-  return {
+  return UsageRecorded.fromPartial({
     requestId,
     timestamp: new Date().toISOString(),
     keyId: "k_other",
@@ -30,7 +30,7 @@ function usage(requestId: string, overrides: Partial<UsageRecorded> = {}): Usage
     stream: true,
     reservationId: "",
     ...overrides,
-  };
+  });
 }
 
 /** `tokenmesh usage tail <args>` as a process, with its stdout collected apart from stderr. */
