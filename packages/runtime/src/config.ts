@@ -20,10 +20,15 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.join(".") || "(environment)";
     const value = typeof issue.path[0] === "string" ? env[issue.path[0]] : undefined;
-    const shown = value === undefined ? "" : ` (got ${JSON.stringify(isSecretName(name) ? "***" : value)})`;
+    const shown = value === undefined ? "" : ` (got ${JSON.stringify(isSecretName(name) ? "***" : redactUrl(value))})`;
     return `${name}: ${issue.message}${shown}`;
   });
   throw new ConfigError(problems);
+}
+
+/** A URL's password (`postgres://user:secret@host`) never reaches a log. */
+function redactUrl(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)[^@\s]*@/i, "$1***@");
 }
 
 function isSecretName(name: string): boolean {
