@@ -110,7 +110,10 @@ export class UsageRecorder {
       traceId: draft.traceId,
       endpoint: draft.call.endpoint,
       stream: draft.stream,
-      reservationId: draft.admitted?.reservationId ?? "",
+      // Not admitted: a Reserve call whose answer was lost (cost died, the call timed out) may still have taken a
+      // hold, under the request id (cost's contract). Naming it lets the ledger settle that hold; it is a no-op when
+      // there is none.
+      reservationId: draft.admitted ? draft.admitted.reservationId : draft.call.requestId,
       estimated,
       discardedOutputTokens: 0,
       routeReason: draft.routeReason,
