@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
-// Four projects: pure unit tests beside the code; integration tests per service/package against real NATS and
+// Five projects: pure unit tests beside the code; integration tests per service/package against real NATS and
 // Redis (started once per run by packages/testing's global setup); end-to-end tests of the whole mesh; the fuzz
-// suite, hostile generated inputs against the whole mesh's gateway (FUZZ_SEED, FUZZ_RUNS).
+// suite, hostile generated inputs against the whole mesh's gateway (FUZZ_SEED, FUZZ_RUNS); the fault suite, the
+// mesh under load while each service, NATS and Redis fail in turn (FAULT_RPS, FAULT_SECONDS; test/fault/README.md).
 const infra = ["./packages/testing/src/global-setup.ts"];
 
 export default defineConfig({
@@ -39,6 +40,16 @@ export default defineConfig({
           include: ["test/fuzz/**/*.test.ts"],
           globalSetup: infra,
           testTimeout: 900_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "fault",
+          include: ["test/fault/**/*.test.ts"],
+          // The suite starts NATS and Redis of its own: it restarts them.
+          testTimeout: 600_000,
           hookTimeout: 180_000,
           fileParallelism: false,
         },
