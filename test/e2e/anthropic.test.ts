@@ -223,8 +223,9 @@ describe("POST /v1/messages through the official Anthropic client", () => {
     const final = await stream.finalMessage();
     expect(final.stop_reason).toBe("tool_use");
     expect(final.content).toMatchObject([{ type: "tool_use", name: "get_weather", input: { city: "test" } }]);
-    // Arguments arrive as several input_json_delta pieces.
-    expect(pieces.length).toBeGreaterThan(1);
+    // Arguments arrive as input_json_delta pieces; the guard's output redactor filters them like text, so a short
+    // argument string may be held back and released as one piece.
+    expect(pieces.length).toBeGreaterThanOrEqual(1);
     expect(pieces.join("")).toBe('{"city":"test"}');
   });
 
