@@ -93,7 +93,7 @@ describe("the mesh under faults", () => {
       });
       expect(budget.status).toBe(200);
 
-      const faults: Fault[] = [
+      const all: Fault[] = [
         killAndRestart("gateway-0"),
         killAndRestart("router"),
         killAndRestart("inference"),
@@ -102,6 +102,12 @@ describe("the mesh under faults", () => {
         { name: "restart NATS", run: () => nats.restart() },
         { name: "restart Redis", run: () => redis.restart() },
       ];
+      // By hand, to chase one fault: FAULT_ONLY picks faults by name, FAULT_REPEAT runs each that many times.
+      const only = process.env.FAULT_ONLY?.split(",");
+      const faults = all
+        .filter((f) => only === undefined || only.some((o) => f.name.includes(o)))
+        .flatMap((f) => Array.from({ length: Number(process.env.FAULT_REPEAT ?? 1) }, () => f));
+      expect(faults.length).toBeGreaterThan(0);
       const load = new SteadyLoad({
         gateway,
         apiKey: key.key,
@@ -245,7 +251,7 @@ describe("the mesh under faults", () => {
       }
     },
     // Seven phases of SECONDS each (longer when a fault heals slowly), the drain and the audit.
-    7 * (SECONDS * 1_000 + 2 * RECOVERY_MS) + DEADLINE_MS + 120_000,
+    7 * Number(process.env.FAULT_REPEAT ?? 1) * (SECONDS * 1_000 + 2 * RECOVERY_MS) + DEADLINE_MS + 120_000,
   );
 });
 
