@@ -89,8 +89,16 @@ describe("RedisConcurrencyLimiter", () => {
         order.push(name);
         lease.release();
       });
-    const waits = [wait(a, "b1", "batch"), wait(b, "b2", "batch"), wait(a, "b3", "batch")];
-    await until(async () => (await depth(limit.id)) === 3);
+    // One at a time, so their arrival order in Redis is the order they were sent in.
+    const waits: Promise<void>[] = [];
+    for (const [r, name] of [
+      [a, "b1"],
+      [b, "b2"],
+      [a, "b3"],
+    ] as const) {
+      waits.push(wait(r, name, "batch"));
+      await until(async () => (await depth(limit.id)) === waits.length);
+    }
     waits.push(wait(b, "i1", "interactive"));
     await until(async () => (await depth(limit.id)) === 4);
     holder.release();
