@@ -101,6 +101,7 @@ export class EventPublisher {
   private readonly window: number;
   private readonly ackTimeoutMs: number;
   private readonly idle: (() => void)[] = [];
+  private recoveryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EventPublisherOptions) {
     this.capacity = options.capacity ?? 100_000;
@@ -204,6 +205,27 @@ export class EventPublisher {
     return n;
   }
 
+  /**
+   * Recovers the journal now (events a dead replica, or this process before a restart, accepted but never got
+   * stored), then every `olderThanMs / 2` until `stopRecovery` or `close`. The timer does not keep the process alive.
+   */
+  async startRecovery(olderThanMs = 30_000): Promise<void> {
+    await this.recover(olderThanMs);
+    if (this.closed || this.recoveryTimer !== undefined) return;
+    this.recoveryTimer = setInterval(() => {
+      this.recover(olderThanMs).catch((err: Error) =>
+        this.options.logger.warn({ err: err.message, publisher: this.options.name }, "outbox recovery failed"),
+      );
+    }, olderThanMs / 2);
+    this.recoveryTimer.unref();
+  }
+
+  /** Stops the periodic recovery (first step of a shutdown). */
+  stopRecovery(): void {
+    clearInterval(this.recoveryTimer);
+    this.recoveryTimer = undefined;
+  }
+
   /** Resolves when every accepted event is stored, or rejects after `timeoutMs`. */
   async flush(timeoutMs: number): Promise<void> {
     if (this.depth === 0) return;
@@ -222,6 +244,7 @@ export class EventPublisher {
   /** Refuses new events; what is queued keeps being sent until `flush` or process exit. */
   close(): void {
     this.closed = true;
+    this.stopRecovery();
   }
 
   private pump(): void {

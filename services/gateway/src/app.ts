@@ -85,7 +85,6 @@ export function createApp(
   const admins = new RedisAdminStore(redis);
   let auditPublisher: EventPublisher | undefined;
   let auditJs: JetStreamClient | undefined;
-  let auditRecoverTimer: NodeJS.Timeout | undefined;
   const audit = new JetStreamAuditLog({ publisher: () => auditPublisher, js: () => auditJs, logger });
   const limiter = new RedisRateLimiter(redis);
   // Concurrency limits (keys, teams, models): leases and fair queues in Redis, grants by pub/sub.
@@ -130,7 +129,6 @@ export function createApp(
   );
   let publisher: EventPublisher | undefined;
   let usageSink: JetStreamUsageSink | undefined;
-  let recoverTimer: NodeJS.Timeout | undefined;
   const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
   const flow = new ChatFlow({
     catalog: () => catalog.current,
@@ -240,7 +238,7 @@ export function createApp(
   lifecycle.onShutdown("catalog: unwatch", ShutdownPhase.StopIntake, () => catalog.close());
   lifecycle.onShutdown("auth: unwatch", ShutdownPhase.StopIntake, () => {
     auth.close();
-    clearInterval(auditRecoverTimer);
+    auditPublisher?.stopRecovery();
   });
   lifecycle.onShutdown("guard policy: unwatch", ShutdownPhase.StopIntake, () => guardPolicies.close());
   lifecycle.onShutdown("budgets: stop", ShutdownPhase.StopIntake, () => budgets.stop());
@@ -248,7 +246,7 @@ export function createApp(
   lifecycle.onShutdown("concurrency: stop", ShutdownPhase.CloseConnections, () => concurrency.stop());
   // Running jobs are given back (same attempt) for another replica, before the connections close.
   lifecycle.onShutdown("jobs: stop workers", ShutdownPhase.StopIntake, () => jobs.stop());
-  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
+  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => publisher?.stopRecovery());
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
@@ -294,13 +292,7 @@ export function createApp(
         name: "gateway-audit",
         journal: new RedisOutboxJournal(redis, "audit"),
       });
-      await auditPublisher.recover(RECOVER_AFTER_MS);
-      auditRecoverTimer = setInterval(() => {
-        auditPublisher
-          ?.recover(RECOVER_AFTER_MS)
-          .catch((err: Error) => logger.warn({ err: err.message }, "audit outbox recovery failed"));
-      }, RECOVER_AFTER_MS / 2);
-      auditRecoverTimer.unref();
+      await auditPublisher.startRecovery(RECOVER_AFTER_MS);
       publisher = new EventPublisher({
         js,
         logger,
@@ -309,13 +301,7 @@ export function createApp(
         journalAfterMs: config.GATEWAY_OUTBOX_JOURNAL_AFTER_MS,
       });
       // Events a dead replica (or this one, before a restart) accepted but never got stored: publish them again.
-      await publisher.recover(RECOVER_AFTER_MS);
-      recoverTimer = setInterval(() => {
-        publisher
-          ?.recover(RECOVER_AFTER_MS)
-          .catch((err: Error) => logger.warn({ err: err.message }, "outbox recovery failed"));
-      }, RECOVER_AFTER_MS / 2);
-      recoverTimer.unref();
+      await publisher.startRecovery(RECOVER_AFTER_MS);
       usageSink = new JetStreamUsageSink(publisher, logger);
       await budgets.start(js);
       await concurrency.start();

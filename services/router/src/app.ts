@@ -118,7 +118,6 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
   });
   let nc: NatsConnection | undefined;
   let publisher: EventPublisher | undefined;
-  let recoverTimer: NodeJS.Timeout | undefined;
   const served = new JetStreamServedUsage(() => publisher, logger);
   // Time to first token per model, shared through Redis: hedging waits and `auto`'s latency tie-break.
   const latency = new RedisLatencyStats(redis, logger.child({ component: "latency" }), {
@@ -133,7 +132,7 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
   );
 
   lifecycle.onShutdown("catalog: stop watching", ShutdownPhase.StopIntake, () => catalog.close());
-  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => clearInterval(recoverTimer));
+  lifecycle.onShutdown("outbox: stop recovery", ShutdownPhase.StopIntake, () => publisher?.stopRecovery());
   // Speculative slow answers nobody waits for still finish (and report their usage) before events are flushed.
   lifecycle.onShutdown("upgrades: finish slow runs", ShutdownPhase.Drain, () => upgrades.settled());
   lifecycle.onShutdown("latency: last write", ShutdownPhase.FlushEvents, () => latency.stop());
@@ -170,13 +169,7 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
         journalAfterMs: JOURNAL_AFTER_MS,
       });
       // Reports a dead replica (or this one, before a restart) accepted but never stored: publish them again.
-      await publisher.recover(RECOVER_AFTER_MS);
-      recoverTimer = setInterval(() => {
-        publisher
-          ?.recover(RECOVER_AFTER_MS)
-          .catch((err: Error) => logger.warn({ err: err.message }, "outbox recovery failed"));
-      }, RECOVER_AFTER_MS / 2);
-      recoverTimer.unref();
+      await publisher.startRecovery(RECOVER_AFTER_MS);
       latency.start();
       // The schema is created before the first request when the catalog enables the cache (else on first use).
       // An embedded store loads in-process, so start waits for it; a server that is down must not stop the router.
