@@ -1,29 +1,29 @@
 // Output tokens/s of the raw LocalEngine in-process against the same model served by the inference service over
-// real gRPC (a separate process), for 1 stream and for N concurrent streams. Prints ONE summary line.
-// No tsx: it runs the compiled service (`npm run build -w @tokenmesh/inference` first). See README.md for flags.
+// real gRPC (a separate process, one hop), and through the whole mesh a client uses (gateway HTTP API → router →
+// inference, with cost, NATS and Redis running), for 1 stream and for N concurrent streams. Prints ONE summary line.
+// No tsx: it runs the compiled services (`npm run build` of the services first). See README.md for flags.
 //
-//   node bench/inference/inference.bench.mjs [--size tiny] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 512] [--threads 0] [--runs 5]
-//     [--model path.gguf] [--cases raw,svc] [--json]
+//   npx node bench/inference/inference.bench.mjs [--size tiny] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 512]
+//     [--threads 0] [--runs 5] [--model path.gguf] [--cases raw,svc,mesh] [--json]
 //
-// Method: both sides load the same GGUF with the same catalog entry (slots, threads, context). After one warm-up of
-// every case, each case runs `--runs` times, interleaved raw/service so that background load on the machine hits
-// both alike, and the median is reported. tokens/s = output tokens (from the final usage chunk) / wall time from
+// Method: every side loads the same GGUF with the same catalog entry (slots, threads, context). After one warm-up of
+// every case, each case runs `--runs` times, interleaved raw/svc/mesh so that background load on the machine hits
+// all alike, and the median is reported. tokens/s = output tokens (from the final usage chunk) / wall time from
 // the request's start to its last chunk; for N streams, the sum of output tokens / time from the common start to
 // the last chunk of the last stream.
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ModelEntrySchema } from "@tokenmesh/catalog";
-import { ChatRequest, Role } from "@tokenmesh/proto/common/v1/chat";
-import { GenerateRequest, InferenceServiceClient } from "@tokenmesh/proto/inference/v1/inference";
-import { callStream, createGrpcClient } from "@tokenmesh/runtime";
-import { writeTestChatModel } from "@tokenmesh/testing/models";
+import { requireNode24, startNats, startRedis, startService } from "./services.mjs";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
+requireNode24("bench/inference/inference.bench.mjs");
+// After the version check: the packages and the services' build need Node 24.
+const { ModelEntrySchema } = await import("@tokenmesh/catalog");
+const { ChatRequest, Role } = await import("@tokenmesh/proto/common/v1/chat");
+const { GenerateRequest, InferenceServiceClient } = await import("@tokenmesh/proto/inference/v1/inference");
+const { callStream, createGrpcClient } = await import("@tokenmesh/runtime");
+const { writeTestChatModel } = await import("@tokenmesh/testing/models");
 const dist = new URL("../../services/inference/dist/", import.meta.url);
 const { LocalEngine } = await import(new URL("engines/local/local-engine.js", dist).href);
 
@@ -38,7 +38,7 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "512" },
     threads: { type: "string", default: "0" },
     runs: { type: "string", default: "5" },
-    cases: { type: "string", default: "raw,svc" },
+    cases: { type: "string", default: "raw,svc,mesh" },
     json: { type: "boolean", default: false },
     "keep-service": { type: "boolean", default: false },
     "service-log": { type: "string" },
@@ -49,6 +49,8 @@ const tokens = int(args.tokens, "tokens");
 const threads = int(args.threads, "threads", 0);
 const runs = int(args.runs, "runs");
 const cases = new Set(args.cases.split(","));
+for (const c of cases)
+  if (!["raw", "svc", "mesh"].includes(c)) throw new Error(`--cases: unknown case ${c} (raw, svc, mesh)`);
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 
 // --- model ---------------------------------------------------------------------------------------------------------
@@ -80,10 +82,11 @@ const catalogEntry = {
   stream_interval_ms: int(args.interval, "interval", 0),
 };
 const model = ModelEntrySchema.parse(catalogEntry);
+const PROMPT = "Write a long story.";
 
 function request(seed) {
   return ChatRequest.fromPartial({
-    messages: [{ role: Role.ROLE_USER, content: "Write a long story." }],
+    messages: [{ role: Role.ROLE_USER, content: PROMPT }],
     maxTokens: tokens,
     temperature: 0.8,
     seed,
@@ -120,11 +123,32 @@ async function rawStream(seed) {
 
 // --- service (separate process, real gRPC) ---------------------------------------------------------------------------
 
-let service;
+/** Every child process, in start order (stopped in reverse). */
+const procs = [];
+const nodeFlags = serviceNodeFlags();
+const logDir = join(work, "logs");
+let inference;
 let client;
-if (cases.has("svc")) {
-  service = await startService();
-  client = createGrpcClient(InferenceServiceClient, `127.0.0.1:${service.grpcPort}`);
+let mesh;
+
+/** Starts the processes the svc and mesh cases need (`procs` holds what started, for the cleanup). */
+async function startProcesses() {
+  if (cases.has("svc") || cases.has("mesh")) await startInference();
+  if (cases.has("svc")) client = createGrpcClient(InferenceServiceClient, inference.addr);
+  if (cases.has("mesh")) await startMesh();
+}
+
+async function startInference() {
+  // One inference process serves both the svc case (called directly) and the mesh case (called by the router).
+  const meshPath = join(work, "mesh.yaml");
+  await writeFile(meshPath, `models:\n  - ${JSON.stringify(catalogEntry)}\n`);
+  inference = await startService("inference", {
+    logDir,
+    env: { MESH_CONFIG: meshPath, INFERENCE_MODELS_DIR: join(work, "cache") },
+    nodeFlags,
+  });
+  procs.push(inference);
+  log(`inference pid ${inference.pid} ready in ${inference.readyMs.toFixed(0)} ms (grpc ${inference.grpcPort})`);
 }
 
 async function svcStream(seed) {
@@ -140,70 +164,87 @@ async function svcStream(seed) {
   return { out, end: performance.now(), start };
 }
 
-async function startService() {
-  const [grpcPort, opsPort] = [await freePort(), await freePort()];
-  const meshPath = join(work, "mesh.yaml");
-  await writeFile(meshPath, `models:\n  - ${JSON.stringify(catalogEntry)}\n`);
-  const env = {
-    ...process.env,
-    INFERENCE_HOST: "127.0.0.1",
-    INFERENCE_GRPC_PORT: String(grpcPort),
-    INFERENCE_OPS_PORT: String(opsPort),
-    MESH_CONFIG: meshPath,
-    INFERENCE_MODELS_DIR: join(work, "cache"),
-    LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
-  };
+// --- mesh (gateway HTTP API → router → inference; cost, NATS, Redis) -------------------------------------------------
+
+async function startMesh() {
   const t0 = performance.now();
-  const child = spawn(
-    process.execPath,
-    ["--import", "@tokenmesh/telemetry/register", ...serviceNodeFlags(), "services/inference/dist/main.js"],
-    { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
+  const nats = await startNats(join(work, "nats"), logDir);
+  procs.push(nats);
+  const redis = await startRedis(logDir);
+  procs.push(redis);
+  const adminKey = "bench-admin-key-0123456789";
+  const env = {
+    NATS_URL: nats.url,
+    REDIS_URL: redis.url,
+    MESH_CONFIG: join(work, "mesh.yaml"),
+    TOKENMESH_ADMIN_KEY: adminKey,
+    INFERENCE_ADDR: inference.addr,
+  };
+  const router = await startService("router", { logDir, env, nodeFlags });
+  procs.push(router);
+  const cost = await startService("cost", { logDir, env, nodeFlags });
+  procs.push(cost);
+  const gateway = await startService("gateway", {
+    logDir,
+    env: { ...env, ROUTER_ADDR: router.addr, COST_ADDR: cost.addr },
+    nodeFlags,
+    opsPortVar: "GATEWAY_HTTP_PORT",
+  });
+  procs.push(gateway);
+  const base = `http://127.0.0.1:${gateway.opsPort}`;
+  const res = await fetch(`${base}/admin/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "inference-bench" }),
+  });
+  if (!res.ok) throw new Error(`POST /admin/keys: ${res.status} ${await res.text()}`);
+  const { key } = await res.json();
+  mesh = { url: `${base}/v1/chat/completions`, key };
+  log(
+    `mesh ready in ${(performance.now() - t0).toFixed(0)} ms: ` +
+      procs.map((p) => `${p.name} pid ${p.pid}`).join(", ") +
+      `; gateway ${base}`,
   );
-  let output = "";
-  const keep = (b) => {
-    output = (output + b.toString()).slice(-20_000);
-  };
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    const done = await Promise.race([exited, sleep(250).then(() => undefined)]);
-    if (done !== undefined) throw new Error(`service exited (${JSON.stringify(done)}) before ready:\n${output}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
-      if (res.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`service not ready after 180 s:\n${output}`);
-    }
-  }
-  log(`service pid ${child.pid} ready in ${(performance.now() - t0).toFixed(0)} ms (grpc ${grpcPort}, ops ${opsPort})`);
-  return {
-    grpcPort,
-    opsPort,
-    output: () => output,
-    /** Leaves the service running (for /metrics or a profile) and lets this process exit. */
-    detach() {
-      log(`service left running: pid ${child.pid}, ops http://127.0.0.1:${opsPort}/metrics (kill ${child.pid})`);
-      child.stdout.destroy();
-      child.stderr.destroy();
-      child.unref();
-    },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
-/** Extra node flags for the service (e.g. `--cpu-prof`), from BENCH_SERVICE_NODE_FLAGS. */
+/** One streamed chat completion through the gateway, as an OpenAI client sends it. */
+async function meshStream(seed) {
+  const start = performance.now();
+  const res = await fetch(mesh.url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${mesh.key}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "bench",
+      messages: [{ role: "user", content: PROMPT }],
+      max_tokens: tokens,
+      temperature: 0.8,
+      seed,
+      stream: true,
+      stream_options: { include_usage: true },
+      metadata: { cache: "no" },
+    }),
+  });
+  if (!res.ok) throw new Error(`mesh: HTTP ${res.status}: ${await res.text()}`);
+  const decoder = new TextDecoder();
+  let buf = "";
+  let out = 0;
+  let done = false;
+  for await (const bytes of res.body) {
+    buf += decoder.decode(bytes, { stream: true });
+    for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+      const event = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      // Text inside a delta is JSON-escaped, so these markers only match the envelope.
+      if (event === "data: [DONE]") done = true;
+      else if (event.startsWith('data: {"error"')) throw new Error(`mesh: stream failed: ${event}`);
+      else if (event.includes('"usage":{')) out = JSON.parse(event.slice("data: ".length)).usage.completion_tokens;
+    }
+  }
+  if (!done) throw new Error("mesh: stream ended without [DONE]");
+  return { out, end: performance.now(), start };
+}
+
+/** Extra node flags for the services (e.g. `--cpu-prof`), from BENCH_SERVICE_NODE_FLAGS. */
 function serviceNodeFlags() {
   const flags = process.env.BENCH_SERVICE_NODE_FLAGS;
   return flags ? flags.split(/\s+/).filter(Boolean) : [];
@@ -223,19 +264,25 @@ async function measure(stream, n, seedBase) {
   return total / ((end - start) / 1000);
 }
 
-const plan = [];
-for (const n of [1, slots]) {
-  if (engine) plan.push({ name: `raw_${n}`, stream: rawStream, n });
-  if (client) plan.push({ name: `svc_${n}`, stream: svcStream, n });
-}
-const samples = Object.fromEntries(plan.map((p) => [p.name, []]));
-
+const samples = {};
 let exitCode = 0;
 try {
-  for (const p of plan) await measure(p.stream, p.n, 1000); // warm-up: code paths, KV buffers, gRPC channel
+  await startProcesses();
+  /** One group of cases per stream count, in the order raw, svc, mesh. */
+  const groups = [...new Set([1, slots])].map((n) =>
+    [
+      cases.has("raw") && { name: `raw_${n}`, stream: rawStream, n },
+      cases.has("svc") && { name: `svc_${n}`, stream: svcStream, n },
+      cases.has("mesh") && { name: `mesh_${n}`, stream: meshStream, n },
+    ].filter(Boolean),
+  );
+  const plan = groups.flat();
+  for (const p of plan) samples[p.name] = [];
+  for (const p of plan) await measure(p.stream, p.n, 1000); // warm-up: code paths, KV buffers, channels, connections
   for (let r = 0; r < runs; r++) {
-    // Alternate which side goes first so drift in background load does not favour one side.
-    const order = r % 2 === 0 ? plan : interleaveReversed(plan);
+    // Alternate the order within each stream count (raw, svc, mesh / mesh, svc, raw) so that drift in background
+    // load does not favour one side.
+    const order = r % 2 === 0 ? plan : groups.flatMap((g) => [...g].reverse());
     for (const p of order) {
       const v = await measure(p.stream, p.n, 1 + r * slots);
       samples[p.name].push(v);
@@ -245,14 +292,28 @@ try {
 } catch (err) {
   exitCode = 1;
   log(`failed: ${err?.stack ?? err}`);
-  if (service) log(`service output:\n${service.output()}`);
+  for (const p of procs) log(`${p.name} output (tail):\n${p.output()}`);
 } finally {
   client?.close();
-  if (args["service-log"] && service) await writeFile(args["service-log"], service.output());
-  if (args["keep-service"]) service?.detach();
-  else await service?.stop();
+  if (args["service-log"] && procs.length > 0) {
+    await writeFile(
+      args["service-log"],
+      procs.map((p) => `==> ${p.name} (pid ${p.pid}) <==\n${p.output()}\n`).join(""),
+    );
+  }
+  const keep = args["keep-service"] && procs.length > 0;
+  if (keep) {
+    for (const p of procs) {
+      p.detach();
+      log(`${p.name} left running: pid ${p.pid}${p.opsPort ? `, http://127.0.0.1:${p.opsPort}/metrics` : ""}`);
+    }
+    // The running processes use it (model file, NATS store, logs).
+    log(`work dir kept: ${work} (logs in ${logDir}); remove it after stopping them`);
+  } else {
+    for (const p of [...procs].reverse()) await p.stop();
+  }
   await engine?.close();
-  await rm(work, { recursive: true, force: true });
+  if (!keep) await rm(work, { recursive: true, force: true });
 }
 if (exitCode !== 0) process.exit(exitCode);
 
@@ -264,8 +325,12 @@ const summary = {
   [`raw_${n}`]: med[`raw_${n}`],
   svc_1: med.svc_1,
   [`svc_${n}`]: med[`svc_${n}`],
+  mesh_1: med.mesh_1,
+  [`mesh_${n}`]: med[`mesh_${n}`],
   svc_vs_raw_1: ratio(med.svc_1, med.raw_1),
   [`svc_vs_raw_${n}`]: ratio(med[`svc_${n}`], med[`raw_${n}`]),
+  mesh_vs_raw_1: ratio(med.mesh_1, med.raw_1),
+  [`mesh_vs_raw_${n}`]: ratio(med[`mesh_${n}`], med[`raw_${n}`]),
   batch_gain_raw: ratio(med[`raw_${n}`], med.raw_1),
   batch_gain_svc: ratio(med[`svc_${n}`], med.svc_1),
 };
@@ -314,13 +379,6 @@ function sizeOptions(size, ff) {
   };
 }
 
-function interleaveReversed(p) {
-  // Same case order by stream count, but the service goes before the raw engine.
-  const out = [];
-  for (let i = 0; i < p.length; i += 2) out.push(...p.slice(i, i + 2).reverse());
-  return out;
-}
-
 function median(v) {
   if (v.length === 0) return undefined;
   const s = [...v].sort((a, b) => a - b);
@@ -332,21 +390,6 @@ function int(v, name, min = 1) {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
   return n;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function quietLogger() {
