@@ -43,6 +43,11 @@ const common = {
   /** Catalog ids tried in order when this model fails retryably (router issue). */
   fallbacks: z.array(z.string()).default([]),
   owned_by: z.string().optional(),
+  /**
+   * Whether the router's exact cache may answer one tenant with another tenant's stored answer for this model. Off by
+   * default: entries are scoped to the team (or the key where there is no team).
+   */
+  shared_cache: z.boolean().default(false),
   /** Hedged requests for this model (router issue); chat models only. */
   hedge: Hedge.optional(),
   /**

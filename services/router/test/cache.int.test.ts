@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisResponseCache } from "../src/adapters/redis-response-cache.js";
 import { createApp, type RouterApp } from "../src/app.js";
 import { RouterConfigSchema } from "../src/config.js";
-import { cacheKey } from "../src/domain/cache.js";
+import { cacheKey, cacheScope } from "../src/domain/cache.js";
 import { routerMetrics } from "../src/metrics.js";
 
 const logger = createLogger({ service: "router-cache-test", level: "silent" });
@@ -32,6 +32,7 @@ function catalogYaml(cache: string): string {
     "models:",
     upstream("det", ", aliases: [det-alias]"),
     upstream("down", ", fallbacks: [det]"),
+    upstream("shared", ", shared_cache: true"),
     "routes:",
     "  retry: { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 5 }",
     "  breaker: { enabled: false }",
@@ -109,6 +110,9 @@ function scriptedInference() {
 
 interface RouteOptions {
   model?: string;
+  /** The request context's team and key (default: no team, key "k"). */
+  team?: string;
+  keyId?: string;
   rid?: string;
   temperature?: number | undefined;
   seed?: number;
@@ -132,7 +136,13 @@ function chatRequest(prompt: string, o: RouteOptions = {}): ChatRequest {
 async function route(client: RouterServiceClient, prompt: string, o: RouteOptions = {}): Promise<RouteResponse[]> {
   const out: RouteResponse[] = [];
   const stream = callStream(client.route.bind(client), {
-    context: { requestId: o.rid ?? uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 },
+    context: {
+      requestId: o.rid ?? uniqueName("req"),
+      keyId: o.keyId ?? "k",
+      team: o.team ?? "",
+      user: "",
+      priority: 0,
+    },
     request: chatRequest(prompt, o),
   });
   for await (const msg of stream) out.push(msg);
@@ -243,6 +253,19 @@ describe("router exact cache over gRPC and Redis", () => {
     expect((await route(a.client, prompt))[0]?.route?.cacheHit).toBe(true);
   });
 
+  it("never serves one tenant's cached answer to another, unless the model shares its cache", async () => {
+    const prompt = uniqueName("prompt");
+    await settle(a, prompt, { team: "red", keyId: "k-red" });
+    expect((await route(a.client, prompt, { team: "red", keyId: "k-red-2" }))[0]?.route?.cacheHit).toBe(true);
+    expect((await route(a.client, prompt, { team: "blue", keyId: "k-blue" }))[0]?.route?.cacheHit).toBe(false);
+    // Without a team, the key is the tenant.
+    await settle(a, prompt, { keyId: "solo-1" });
+    expect((await route(a.client, prompt, { keyId: "solo-2" }))[0]?.route?.cacheHit).toBe(false);
+    // A model marked shared_cache answers every tenant from one entry.
+    await settle(a, prompt, { model: "shared", team: "red" });
+    expect((await route(a.client, prompt, { model: "shared", team: "blue" }))[0]?.route?.cacheHit).toBe(true);
+  });
+
   it("does not store a stream the caller cancelled, and stops its generation", async () => {
     const prompt = uniqueName("prompt");
     const stream = callStream(a.client.route.bind(a.client), {
@@ -321,7 +344,7 @@ describe("router exact cache over gRPC and Redis", () => {
     const prompt = uniqueName("prompt");
     await settle(short, prompt);
     expect((await route(short.client, prompt))[0]?.route?.cacheHit).toBe(true);
-    const stored = `${ttlPrefix}cache:${cacheKey("det", chatRequest(prompt))}`;
+    const stored = `${ttlPrefix}cache:${cacheKey("det", chatRequest(prompt), cacheScope({ team: "", keyId: "k" }, false))}`;
     const ttl = await redis.pttl(stored);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(1_000);

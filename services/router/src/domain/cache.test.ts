@@ -176,3 +176,12 @@ describe("parseRoutes cache", () => {
     expect(() => parseRoutes(catalog({ cache: { enabled: "yes" } }))).toThrow(/routes\.cache\.enabled/);
   });
 });
+
+describe("cacheScope", () => {
+  it("scopes entries to the team, else the key, unless the model shares its cache", async () => {
+    const { cacheScope } = await import("./cache.js");
+    expect(cacheScope({ team: "red", keyId: "k1" }, false)).toBe("team:red");
+    expect(cacheScope({ team: "", keyId: "k1" }, false)).toBe("key:k1");
+    expect(cacheScope({ team: "red", keyId: "k1" }, true)).toBe("");
+  });
+});

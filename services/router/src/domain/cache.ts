@@ -57,7 +57,7 @@ export function isDeterministic(request: Pick<CacheableRequest, "temperature" | 
 }
 
 // Bumped whenever the key's input or the stored entry's format changes, so old entries are never misread.
-const KEY_VERSION = 1;
+const KEY_VERSION = 2;
 
 /**
  * The cache key of `request` on the catalog model `modelId`: the hex SHA-256 of a canonical JSON encoding of the
@@ -68,10 +68,11 @@ const KEY_VERSION = 1;
  * requested name (alias or `auto`) once resolved to the same model; object key order never matters; an unset
  * optional number differs from 0; `n` 0 and 1 are the same.
  */
-export function cacheKey(modelId: string, request: CacheableRequest): string {
+export function cacheKey(modelId: string, request: CacheableRequest, scope = ""): string {
   const shape = {
     v: KEY_VERSION,
     model: modelId,
+    scope,
     messages: request.messages,
     tools: request.tools,
     toolChoice: request.toolChoice,
@@ -88,6 +89,16 @@ export function cacheKey(modelId: string, request: CacheableRequest): string {
     frequencyPenalty: request.frequencyPenalty,
   };
   return createHash("sha256").update(canonicalJson(shape)).digest("hex");
+}
+
+/**
+ * The tenant an exact-cache entry belongs to: the team, else the key (`""` when the model's answers may be shared
+ * across tenants, `shared_cache: true` in the catalog). One team's cached answer is never served to another.
+ */
+export function cacheScope(context: { team: string; keyId: string } | undefined, shared: boolean): string {
+  if (shared) return "";
+  if (context?.team) return `team:${context.team}`;
+  return `key:${context?.keyId ?? ""}`;
 }
 
 /**

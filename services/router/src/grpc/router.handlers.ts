@@ -13,7 +13,7 @@ import type { ModelReadiness } from "../adapters/model-status.js";
 import type { RedisUpgradeStore } from "../adapters/redis-upgrade-store.js";
 import type { SemanticCache } from "../adapters/semantic-cache.js";
 import { chooseAuto, ROUTE_PREFERENCES, type RoutePreference } from "../domain/auto-route.js";
-import { type AnswerRecorder, cacheKey, cacheMode, type ResponseCache } from "../domain/cache.js";
+import { type AnswerRecorder, cacheKey, cacheMode, cacheScope, type ResponseCache } from "../domain/cache.js";
 import {
   type CircuitBreaker,
   type FallbackOptions,
@@ -177,7 +177,9 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       const { options, model, resolved, cachePolicy, reason } = upgrade?.fast ?? main;
       trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", reason);
       const mode = cache === undefined ? "off" : cacheMode(cachePolicy, request);
-      const primaryKey = mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request) : undefined;
+      const scopeOf = (id: string) => cacheScope(req.context, model(id)?.shared_cache ?? false);
+      const primaryKey =
+        mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request, scopeOf(resolved.id)) : undefined;
       if (cache !== undefined && mode === "lookup" && primaryKey !== undefined) {
         const hit = await cache.lookup(primaryKey);
         // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
@@ -283,7 +285,8 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
           if (event.type === "route") {
             if (cache !== undefined && primaryKey !== undefined) {
               // Stored under the model that actually answered: a fallback's answer is not the primary's.
-              const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request);
+              const key =
+                event.model === resolved.id ? primaryKey : cacheKey(event.model, request, scopeOf(event.model));
               recorder = cache.record(key, event.model, cachePolicy);
             }
             const won = hedgeWinners.get(event.model);
