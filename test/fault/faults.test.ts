@@ -262,6 +262,11 @@ async function quiescent(nc: Awaited<ReturnType<typeof connect>>, redisClient: R
     const info = await jsm.consumers.info("LLM_USAGE", durable);
     if (info.num_pending > 0 || info.num_ack_pending > 0) return false;
   }
+  // A killed gateway's open holds are settled by a live replica's sweep once its heartbeat expires.
+  for (const holds of await redisClient.keys("tm:gw:holds:*")) {
+    const id = holds.slice("tm:gw:holds:".length);
+    if ((await redisClient.exists(`tm:gw:alive:${id}`)) === 0 && (await redisClient.hlen(holds)) > 0) return false;
+  }
   for (const journal of await redisClient.keys("tm:outbox:*")) {
     if ((await redisClient.hlen(journal)) > 0) return false;
   }

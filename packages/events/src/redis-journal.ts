@@ -13,7 +13,8 @@ export interface JournalRedis {
  * periodic `recover` publishes them again.
  */
 export class RedisOutboxJournal implements OutboxJournal {
-  private readonly key: string;
+  /** The Redis hash holding the journal (field = msg id), for readers that check whether an event waits in it. */
+  readonly key: string;
 
   constructor(
     private readonly redis: JournalRedis,

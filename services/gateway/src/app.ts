@@ -13,6 +13,7 @@ import {
 } from "@tokenmesh/events";
 import { compileGuardSection, type PolicySet } from "@tokenmesh/guard-policy";
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import { trace } from "@tokenmesh/telemetry";
@@ -28,6 +29,7 @@ import { GrpcDeepTier } from "./adapters/guard-deep.client.js";
 import { RedisHardScopes } from "./adapters/hard-scopes.js";
 import { JoseJwtVerifier } from "./adapters/jwt-verifier.js";
 import { RedisKeyStore } from "./adapters/key-store.js";
+import { RedisOpenHolds } from "./adapters/open-holds.js";
 import { RedisRateLimiter } from "./adapters/rate-limiter.js";
 import { RedisConcurrencyLimiter } from "./adapters/redis-concurrency.js";
 import { GrpcRouter } from "./adapters/router.client.js";
@@ -129,6 +131,17 @@ export function createApp(
   );
   let publisher: EventPublisher | undefined;
   let usageSink: JetStreamUsageSink | undefined;
+  const usageJournal = new RedisOutboxJournal(redis, "usage");
+  const usage = { record: (event: UsageRecorded) => usageSink?.record(event) };
+  // Hard-budget holds survive a replica killed before reporting them: another replica settles them.
+  const holds = new RedisOpenHolds({
+    redis,
+    sink: usage,
+    logger,
+    ttlMs: config.GATEWAY_REPLICA_TTL_MS,
+    sweepMs: config.GATEWAY_HOLD_SWEEP_MS,
+    journalKey: usageJournal.key,
+  });
   const adminKeyHash = config.TOKENMESH_ADMIN_KEY ? hashSecret(config.TOKENMESH_ADMIN_KEY) : undefined;
   const flow = new ChatFlow({
     catalog: () => catalog.current,
@@ -140,11 +153,10 @@ export function createApp(
     router,
     cost,
     budgets,
-    usage: {
-      record: (event) => usageSink?.record(event),
-    },
+    usage,
     logger,
     concurrency,
+    holds,
   });
 
   const host = new ServiceHost({
@@ -250,6 +262,8 @@ export function createApp(
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
     publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
   );
+  // Once requests ended and their events are flushed: the heartbeat goes, the holds left go to another replica.
+  lifecycle.onShutdown("open holds: stop", ShutdownPhase.FlushEvents, () => holds.stop(lifecycle.deadlineMs / 2));
   lifecycle.onShutdown("guard events: flush", ShutdownPhase.FlushEvents, () => guardPublisher?.flush(1_000));
   lifecycle.onShutdown("audit events: flush", ShutdownPhase.FlushEvents, () => auditPublisher?.flush(1_000));
   lifecycle.onShutdown("clients: close", ShutdownPhase.CloseConnections, () => {
@@ -297,12 +311,13 @@ export function createApp(
         js,
         logger,
         name: "gateway-usage",
-        journal: new RedisOutboxJournal(redis, "usage"),
+        journal: usageJournal,
         journalAfterMs: config.GATEWAY_OUTBOX_JOURNAL_AFTER_MS,
       });
       // Events a dead replica (or this one, before a restart) accepted but never got stored: publish them again.
       await publisher.startRecovery(RECOVER_AFTER_MS);
       usageSink = new JetStreamUsageSink(publisher, logger);
+      await holds.start();
       await budgets.start(js);
       await concurrency.start();
       await jobs.start(nc, js, await jetstreamManager(nc));

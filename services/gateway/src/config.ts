@@ -36,6 +36,13 @@ export const GatewayConfigSchema = z.object({
    * (0: journal every event). The journal is what republishes events of a replica that died during a NATS outage.
    */
   GATEWAY_OUTBOX_JOURNAL_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(250),
+  /**
+   * A gateway replica whose heartbeat is this old is taken for dead, and its open hard-budget holds are settled by
+   * another replica (adapters/open-holds.ts). Keep it well above any expected stall of a live replica.
+   */
+  GATEWAY_REPLICA_TTL_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
+  /** How often each replica looks for dead replicas' open holds. */
+  GATEWAY_HOLD_SWEEP_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
   /** How long a job's record (state, result) is kept after its last change; GET answers 404 afterwards. */
   GATEWAY_JOB_RETENTION_S: z.coerce
     .number()

@@ -13,11 +13,13 @@ export class JetStreamUsageSink implements UsageSink {
     private readonly logger: Logger,
   ) {}
 
-  record(event: UsageRecorded): void {
+  /** Resolves once JetStream stored the event; rejects when the outbox refused it (it will never be stored). */
+  record(event: UsageRecorded): Promise<void> {
     try {
-      void this.publisher.publish(UsageRecordedEvent, event, { msgId: event.requestId });
+      return this.publisher.publish(UsageRecordedEvent, event, { msgId: event.requestId }).then(() => undefined);
     } catch (err) {
       this.logger.error({ err, request_id: event.requestId }, "usage event not accepted");
+      return Promise.reject(err);
     }
   }
 }

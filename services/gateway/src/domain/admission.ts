@@ -2,7 +2,7 @@ import { BudgetExceededError, ResourceExhaustedError } from "@tokenmesh/runtime"
 import type { Logger } from "@tokenmesh/telemetry";
 import { type ConcurrencyLease, type ConcurrencyLimiter, limitsFor, limitsOf } from "./concurrency.js";
 import type { Principal } from "./keys.js";
-import type { Budgets, CatalogView, Cost, RateLimiter } from "./ports.js";
+import type { Budgets, CatalogView, Cost, OpenHolds, RateLimiter } from "./ports.js";
 import type { PriorityName } from "./priority.js";
 
 /** Rate-limit state for OpenAI's `x-ratelimit-*` headers. */
@@ -75,6 +75,11 @@ export class Admission {
       /** Concurrency limits; without it (or a catalog) none applies. */
       concurrency?: ConcurrencyLimiter | undefined;
       catalog?: CatalogView;
+      /**
+       * Where this replica records its open hard-budget holds, so that they are settled if it dies before
+       * reporting them (none: a dead replica's holds wait for cost's reservation timeout).
+       */
+      holds?: OpenHolds | undefined;
     },
   ) {}
 
@@ -106,13 +111,54 @@ export class Admission {
     }
     try {
       if (await hard) {
-        admitted.reservationId = await this.reserve(principal, req, admitted);
+        // Recorded under the request id (cost's contract: the hold's id) while Reserve runs, not after it: a replica
+        // killed the moment Reserve answered must still leave its hold on record. Forgotten if nothing was held.
+        const recorded = this.recordHold(principal, req, req.requestId);
+        try {
+          admitted.reservationId = await this.reserve(principal, req, admitted);
+        } finally {
+          await recorded;
+          if (admitted.reservationId !== req.requestId) this.deps.holds?.close(req.requestId, undefined);
+        }
+        if (admitted.reservationId && admitted.reservationId !== req.requestId) {
+          await this.recordHold(principal, req, admitted.reservationId);
+        }
       }
     } catch (err) {
       this.release(admitted);
       throw err;
     }
     return admitted;
+  }
+
+  /**
+   * Forgets the request's hard-budget hold in this replica's open holds once its usage event (`stored`) is stored;
+   * call it after handing the event to the sink.
+   */
+  holdReported(admitted: Admitted, stored: void | Promise<void>): void {
+    if (admitted.reservationId && this.deps.holds) this.deps.holds.close(admitted.reservationId, stored);
+  }
+
+  /**
+   * Recorded before the request proceeds to routing, so a replica killed after this point leaves a trace another
+   * replica settles (a settling event for a hold that was never taken is a no-op at cost). A failed write (Redis down) is logged and the request goes on: refusing it would turn a Redis
+   * blip into errors, and the only loss is that a hold taken during the blip by a replica that also dies waits for
+   * cost's reservation timeout, as before.
+   */
+  private async recordHold(principal: Principal, req: AdmissionRequest, reservationId: string): Promise<void> {
+    if (!this.deps.holds) return;
+    try {
+      await this.deps.holds.open({
+        reservationId,
+        requestId: req.requestId,
+        keyId: principal.keyId,
+        team: principal.team,
+        user: req.user,
+        modelRequested: req.model,
+      });
+    } catch (err) {
+      this.deps.logger.warn({ err, request_id: req.requestId }, "open hold not recorded");
+    }
   }
 
   /** Gives the request's concurrency slots back (idempotent); the next waiter in line gets them. */

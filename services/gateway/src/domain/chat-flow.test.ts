@@ -170,7 +170,7 @@ function flowWith(
     router,
     cost: { reserve: async () => "", release: async () => undefined },
     budgets: { blocked: () => false, hasHard: async () => false },
-    usage: { record: (e) => usage.push(e) },
+    usage: { record: (e) => void usage.push(e) },
     logger: createLogger({ service: "test", level: "silent" }),
   });
 }

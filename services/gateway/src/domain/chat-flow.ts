@@ -23,6 +23,7 @@ import type {
   Guard,
   JwtVerifier,
   KeyStore,
+  OpenHolds,
   RateLimiter,
   RouteHints,
   Router,
@@ -55,6 +56,8 @@ export interface ChatFlowDeps {
   logger: Logger;
   /** Concurrency limits of keys, teams and models (none apply without it). */
   concurrency?: ConcurrencyLimiter | undefined;
+  /** This replica's open hard-budget holds (admission.ts), settled by another replica if this one dies. */
+  holds?: OpenHolds | undefined;
 }
 
 export interface ChatCall {

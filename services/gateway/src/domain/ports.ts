@@ -191,8 +191,33 @@ export interface RateLimiter {
 }
 
 export interface UsageSink {
-  /** Accepts a usage event for publishing; never throws for a transient NATS problem (the outbox retries). */
-  record(event: UsageRecorded): void;
+  /**
+   * Accepts a usage event for publishing; never throws for a transient NATS problem (the outbox retries). May return
+   * a promise that resolves once the event is stored, and rejects when it never will be (the outbox refused it).
+   */
+  record(event: UsageRecorded): void | Promise<void>;
+}
+
+/** What a usage event needs of a hard-budget hold whose request may outlive its gateway. */
+export interface OpenHold {
+  /** The hold's id at cost (the request id, by cost's contract). */
+  reservationId: string;
+  requestId: string;
+  keyId: string;
+  team: string;
+  user: string;
+  modelRequested: string;
+}
+
+/**
+ * The hard-budget holds this replica took and has not yet reported (adapters/open-holds.ts): if the replica dies,
+ * another one publishes a usage event for each, which settles it.
+ */
+export interface OpenHolds {
+  /** Records a hold; resolves once it is recorded, rejects when it could not be. */
+  open(hold: OpenHold): Promise<void>;
+  /** Forgets a hold once `stored` (its request's usage event) resolves; best effort, never throws. */
+  close(reservationId: string, stored: void | Promise<void>): void;
 }
 
 export type CatalogView = () => Catalog;

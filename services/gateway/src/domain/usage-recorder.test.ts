@@ -16,7 +16,7 @@ function recorder() {
     cost: { reserve: async () => "", release: async () => undefined },
     logger: createLogger({ service: "test", level: "silent" }),
   });
-  return { events, recorder: new UsageRecorder({ record: (e) => events.push(e) }, admission) };
+  return { events, recorder: new UsageRecorder({ record: (e) => void events.push(e) }, admission) };
 }
 
 const draft = () =>

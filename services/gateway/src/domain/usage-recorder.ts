@@ -120,8 +120,13 @@ export class UsageRecorder {
       cacheKind: draft.cacheKind,
       cacheSimilarity: draft.cacheSimilarity,
     };
-    this.sink.record(event);
-    if (draft.admitted) this.admission.release(draft.admitted);
+    const stored = this.sink.record(event);
+    // The sink logs an event it refused; the rejection only tells `holdReported` to keep the hold open.
+    stored?.catch(() => undefined);
+    if (draft.admitted) {
+      this.admission.holdReported(draft.admitted, stored);
+      this.admission.release(draft.admitted);
+    }
     if (p && draft.admitted) {
       this.admission.settle(p, draft.call.requestId, draft.admitted, usage.inputTokens + usage.outputTokens);
     }
