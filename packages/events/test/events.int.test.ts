@@ -175,6 +175,7 @@ describe("EventPublisher outbox", () => {
       for (let i = 0; i < 1000; i++) {
         acks.push(publisher.publish(type, usage(`o-${i}`), { msgId: `o-${i}` }));
         if (i === 300) restarted = server.restart();
+        // Deliberate pacing of the load, not a wait: spreads the sends so the restart lands among them.
         if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
       }
       await restarted;

@@ -4,15 +4,16 @@ import { credentials, loadPackageDefinition } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { CostServiceClient, CostServiceService, GetUsageRequest, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { createLogger } from "@tokenmesh/telemetry";
-import { grpcHealth } from "@tokenmesh/testing";
+import { grpcHealth, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AppError, BudgetExceededError, callUnary, createGrpcClient, GrpcServer } from "../src/index.js";
 
 const logger = createLogger({ service: "runtime-test", level: "silent" });
 let server: GrpcServer;
 let port: number;
-/** The signals getUsage saw, and why getBudget's signal was aborted. */
+/** The signals getUsage saw, how many getBudget calls reached the handler, and why getBudget's signal was aborted. */
 const usageSignals: AbortSignal[] = [];
+let budgetCalls = 0;
 let budgetAbortReason: unknown;
 
 beforeAll(async () => {
@@ -33,6 +34,8 @@ beforeAll(async () => {
       };
     },
     async getBudget(_req, ctx) {
+      budgetCalls++;
+      // Waits for its signal; the timer only bounds a test that went wrong.
       await new Promise((resolve, reject) => {
         const t = setTimeout(resolve, 5_000);
         ctx.signal.addEventListener("abort", () => {
@@ -140,8 +143,7 @@ describe("GrpcServer", () => {
       ).catch((e: AppError) => e);
       expect((err as AppError).code).toBe("DEADLINE_EXCEEDED");
       expect(Date.now() - started).toBeLessThan(4_000);
-      await new Promise((r) => setTimeout(r, 50));
-      expect(server.inFlight).toBe(0);
+      await waitFor(() => server.inFlight === 0, { timeoutMs: 4_000, description: "the call to end on the server" });
     } finally {
       client.close();
     }
@@ -151,6 +153,7 @@ describe("GrpcServer", () => {
     const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
     try {
       budgetAbortReason = undefined;
+      const callsBefore = budgetCalls;
       const ac = new AbortController();
       const pending = callUnary(
         client.getBudget.bind(client),
@@ -159,10 +162,11 @@ describe("GrpcServer", () => {
           signal: ac.signal,
         },
       ).catch((e: AppError) => e);
-      await new Promise((r) => setTimeout(r, 100));
+      // Cancel once the call is in the handler (a cancel before it arrives never reaches the handler's signal).
+      await waitFor(() => budgetCalls > callsBefore, { description: "the call to reach the handler" });
       ac.abort();
       expect(((await pending) as AppError).code).toBe("CANCELLED");
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => budgetAbortReason !== undefined, { description: "the handler's signal to be aborted" });
       expect((budgetAbortReason as AppError | undefined)?.code).toBe("CANCELLED");
     } finally {
       client.close();
@@ -176,7 +180,9 @@ describe("GrpcServer", () => {
       for (let i = 0; i < 3; i++) {
         await callUnary(client.getUsage.bind(client), GetUsageRequest.fromPartial({ scope: Scope.SCOPE_KEY, id: "k" }));
       }
-      await new Promise((r) => setTimeout(r, 100));
+      // A later call on the same connection has answered: the server has closed the streams of the first three,
+      // and any "cancelled" their close raised has been handled.
+      await callUnary(client.setBudget.bind(client), { budget: undefined });
       expect(usageSignals).toHaveLength(3);
       expect(usageSignals.map((s) => s.aborted)).toEqual([false, false, false]);
     } finally {

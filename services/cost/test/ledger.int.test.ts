@@ -2,10 +2,11 @@ import { jetstreamManager } from "@tokenmesh/events";
 import { type GetUsageRequest, type GetUsageResponse, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { callUnary } from "@tokenmesh/runtime";
+import { waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { dayKey } from "../src/domain/periods.js";
 import { costNano } from "../src/domain/pricing.js";
-import { busClient, eventually, prices, type RunningCost, startCost, unique, usage } from "./harness.js";
+import { busClient, prices, type RunningCost, startCost, unique, usage } from "./harness.js";
 
 const EVENTS = 10_000;
 
@@ -118,10 +119,13 @@ describe("usage ledger", () => {
     }
 
     const jsm = await jetstreamManager(bus.nc);
-    await eventually(async () => {
-      const info = await jsm.consumers.info("LLM_USAGE", durable);
-      return info.num_pending === 0 && info.num_ack_pending === 0 && deliveries.size === EVENTS;
-    }, 120_000);
+    await waitFor(
+      async () => {
+        const info = await jsm.consumers.info("LLM_USAGE", durable);
+        return info.num_pending === 0 && info.num_ack_pending === 0 && deliveries.size === EVENTS;
+      },
+      { timeoutMs: 120_000, description: "every usage event to be recorded and acknowledged" },
+    );
 
     const get = (scope: Scope, id: string) =>
       callUnary<GetUsageRequest, GetUsageResponse>(cost.client.getUsage.bind(cost.client), {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LocalModelEntry, ModelEntrySchema } from "@tokenmesh/catalog";
 import { type ChatChunk, ChatRequest, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
+import { waitFor } from "@tokenmesh/testing";
 import { makeTestModels } from "@tokenmesh/testing/models";
 import { getLlama, LlamaLogLevel, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -212,8 +213,8 @@ describe("LocalEngine", () => {
     const busy = [run(request({ maxTokens: 300 })), run(request({ maxTokens: 300 }))];
     const cancel = new AbortController();
     const queued = run(request({ maxTokens: 5 }), cancel.signal);
-    await new Promise((r) => setTimeout(r, 10));
-    expect(gauges.queue).toBe(1);
+    // Polled every millisecond: the two busy requests must still hold both slots when the third is seen queued.
+    await waitFor(() => gauges.queue === 1, { intervalMs: 1, timeoutMs: 5_000, description: "one queued request" });
     cancel.abort();
     await expect(queued).rejects.toMatchObject({ code: "CANCELLED" });
     expect(gauges.queue).toBe(0);

@@ -347,22 +347,29 @@ describe("RedisCircuitBreaker", () => {
   it("opens after consecutive failures, lets one probe through after the cooldown, and closes on its success", async () => {
     const policy = { enabled: true, failureThreshold: 2, cooldownMs: 150 };
     const prefix = `${uniqueName("breaker")}:`;
+    // One injected clock, moved by hand: the cooldown is exact, not a race against real time.
+    let now = Date.now();
+    const clock = () => now;
     // Two breakers on one Redis stand for two router replicas.
-    const a = new RedisCircuitBreaker(redis, () => policy, logger, prefix);
-    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix);
+    const a = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
     await a.recordFailure("m");
     expect(await b.allow("m")).toBe(true);
     await b.recordFailure("m");
     expect(await a.state("m")).toBe("open");
     expect(await a.allow("m")).toBe(false);
     expect(await b.allow("m")).toBe(false);
-    await new Promise((r) => setTimeout(r, 200));
+    now += 149;
+    expect(await a.allow("m")).toBe(false); // still open 1 ms before the cooldown ends
+    now += 1;
     expect(await a.allow("m")).toBe(true);
     expect(await b.allow("m")).toBe(false);
     expect(await b.state("m")).toBe("half_open");
     await a.recordFailure("m");
     expect(await b.state("m")).toBe("open");
-    await new Promise((r) => setTimeout(r, 200));
+    now += 149;
+    expect(await b.allow("m")).toBe(false);
+    now += 1;
     expect(await b.allow("m")).toBe(true);
     await b.recordSuccess("m");
     expect(await a.state("m")).toBe("closed");

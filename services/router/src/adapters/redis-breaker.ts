@@ -60,6 +60,8 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     private readonly policy: () => BreakerPolicy,
     private readonly logger: Logger,
     private readonly prefix = "tokenmesh:router:",
+    /** The clock (epoch ms) every transition is decided by; replicas and tests may share one. */
+    private readonly now: () => number = Date.now,
   ) {}
 
   private key(model: string): string {
@@ -69,7 +71,7 @@ export class RedisCircuitBreaker implements CircuitBreaker {
   async allow(model: string): Promise<boolean> {
     const policy = this.policy();
     if (!policy.enabled) return true;
-    const now = Date.now();
+    const now = this.now();
     if ((this.closedUntil.get(model) ?? 0) > now) return true;
     try {
       const [allowed, state] = (await this.redis.eval(ALLOW, 1, this.key(model), now, policy.cooldownMs)) as [
@@ -88,7 +90,7 @@ export class RedisCircuitBreaker implements CircuitBreaker {
 
   async recordSuccess(model: string): Promise<void> {
     if (!this.policy().enabled) return;
-    const now = Date.now();
+    const now = this.now();
     // Closed and recently reset: nothing to clear (another replica's failures are picked up at the next reset).
     if ((this.closedUntil.get(model) ?? 0) > now && (this.resetAt.get(model) ?? 0) > now - LOCAL_TRUST_MS) return;
     try {
@@ -112,7 +114,7 @@ export class RedisCircuitBreaker implements CircuitBreaker {
         FAILURE,
         1,
         this.key(model),
-        Date.now(),
+        this.now(),
         policy.failureThreshold,
         policy.cooldownMs,
         ttlMs,
