@@ -1,4 +1,4 @@
-import type { RecordedRequest } from "@tokenmesh/testing";
+import { type RecordedRequest, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createKey, type Mesh, startMesh } from "./mesh.js";
 
@@ -38,11 +38,7 @@ function chat(
 }
 
 async function until(cond: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(cond, { timeoutMs, intervalMs: 10 });
 }
 
 /** Sum of a gauge over the given ops origins, for series whose labels contain `match`. */

@@ -135,6 +135,7 @@ describe("partial answers are billed", () => {
       const inFlight: Promise<void>[] = [];
       while (!stop) {
         inFlight.push(send());
+        // Pacing of the load generator (~30 requests a second), not a wait for a condition.
         await new Promise((r) => setTimeout(r, 33));
       }
       await Promise.all(inFlight);

@@ -1,3 +1,4 @@
+import { waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ADMIN_KEY, createKey, type Mesh, startMesh } from "./mesh.js";
 
@@ -80,7 +81,11 @@ describe("three gateway replicas", () => {
     let sent = 300;
     for (let i = 0; i < 100; i++) {
       // Each request's usage must settle its hold before the next can use the freed headroom.
-      await new Promise((r) => setTimeout(r, 50));
+      const recorded = sent;
+      await waitFor(async () => (await usageOf(mesh.gateways[2]!.http, id)).requests >= recorded, {
+        timeoutMs: 10_000,
+        description: "the previous request in the ledger",
+      });
       const r = await send(i);
       sent++;
       if (r.status !== 200) {
@@ -89,11 +94,13 @@ describe("three gateway replicas", () => {
       }
       ok++;
     }
-    let usage = await usageOf(mesh.gateways[2]!.http, id);
-    for (let i = 0; i < 50 && usage.requests < sent; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      usage = await usageOf(mesh.gateways[2]!.http, id);
-    }
+    const usage = await waitFor(
+      async () => {
+        const u = await usageOf(mesh.gateways[2]!.http, id);
+        return u.requests >= sent ? u : undefined;
+      },
+      { timeoutMs: 10_000, description: "every request in the ledger" },
+    );
     expect(usage.requests).toBe(sent);
     expect(usage.costUsd).toBeLessThanOrEqual(1.0);
     // $0.01 each: once spend is within one worst-case hold of $1.00 nothing more fits. The hold is
@@ -124,11 +131,13 @@ describe("three gateway replicas", () => {
     return k;
   };
   const settled = async (id: string, requests: number) => {
-    let usage = await usageOf(mesh.gateways[0]!.http, id);
-    for (let i = 0; i < 50 && usage.requests < requests; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      usage = await usageOf(mesh.gateways[0]!.http, id);
-    }
+    const usage = await waitFor(
+      async () => {
+        const u = await usageOf(mesh.gateways[0]!.http, id);
+        return u.requests >= requests ? u : undefined;
+      },
+      { timeoutMs: 10_000, description: `${requests} requests in the ledger` },
+    );
     expect(usage.requests).toBe(requests);
     return usage;
   };
@@ -201,27 +210,15 @@ describe("three gateway replicas", () => {
       chat(mesh.gateways[i % 3]!.http, key, "one two three four five", { model: "priced", max_tokens: 5 });
     // $0.01 each: the third request reaches 100 %; soft budgets do not hold requests back, they alert and then block.
     for (let i = 0; i < 3; i++) expect((await send(i)).status).toBe(200);
-    const blockedEverywhere = async () => {
-      for (let t = 0; t < 50; t++) {
-        const statuses = await Promise.all([0, 1, 2].map((i) => send(i).then((r) => r.status)));
-        if (statuses.every((st) => st === 429)) return true;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return false;
-    };
-    expect(await blockedEverywhere()).toBe(true);
+    const everyReplica = (status: number) => async () =>
+      (await Promise.all([0, 1, 2].map((i) => send(i).then((r) => r.status)))).every((st) => st === status);
+    await waitFor(everyReplica(429), { timeoutMs: 5_000, intervalMs: 100, description: "blocked on every replica" });
     const refused = await send(0);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("insufficient_quota");
     // Raised through one replica: every replica lets the key through again within a couple of seconds.
     expect((await admin(mesh.gateways[1]!.http, "PUT", "/admin/budgets", { ...budget, limitUsd: 10 })).status).toBe(
       200,
     );
-    let open = false;
-    for (let t = 0; t < 40 && !open; t++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const statuses = await Promise.all([0, 1, 2].map((i) => send(i).then((r) => r.status)));
-      open = statuses.every((st) => st === 200);
-    }
-    expect(open).toBe(true);
+    await waitFor(everyReplica(200), { timeoutMs: 4_000, intervalMs: 100, description: "open on every replica" });
   });
 });
