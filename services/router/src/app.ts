@@ -28,8 +28,11 @@ import { JetStreamServedUsage } from "./events/usage-served.publisher.js";
 import { routerHandlers } from "./grpc/router.handlers.js";
 import { routerMetrics } from "./metrics.js";
 
-/** A served-usage report goes to the Redis journal only when JetStream has not acknowledged it by then. */
-const JOURNAL_AFTER_MS = 250;
+/**
+ * A served-usage report is journaled in Redis as it is accepted (no delay): the router is the only reporter of a
+ * request whose gateway died, so its report must survive the router's own death the moment after it was made.
+ */
+const JOURNAL_AFTER_MS = 0;
 /** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
 const RECOVER_AFTER_MS = 30_000;
 

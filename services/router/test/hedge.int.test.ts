@@ -5,6 +5,7 @@ import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { decodeEvent, UsageServedEvent } from "@tokenmesh/events";
 import { ChatRequest, type Usage } from "@tokenmesh/proto/common/v1/chat";
+import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { type RouteInfo, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
@@ -91,7 +92,8 @@ describe("hedged requests through the router", () => {
 
   const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(0.99 * xs.length) - 1] as number;
 
-  async function servedFor(requestId: string) {
+  /** A served-usage report of the request that satisfies `ok` (a request may be reported more than once, as it grows). */
+  async function servedFor(requestId: string, ok: (e: UsageRecorded) => boolean = () => true) {
     return waitFor(
       async () => {
         const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
@@ -101,7 +103,7 @@ describe("hedged requests through the router", () => {
         const batch = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
         for await (const m of batch) {
           const e = decodeEvent(UsageServedEvent, m.data);
-          if (e.requestId === requestId) return e;
+          if (e.requestId === requestId && ok(e)) return e;
         }
         return undefined;
       },
@@ -122,7 +124,8 @@ describe("hedged requests through the router", () => {
     expect(won.length).toBeGreaterThanOrEqual(2);
     // The winner's usage reached the client; the cancelled loser had the prompt too, and cost hears of both.
     const one = won[0]!;
-    const served = await servedFor(one.requestId);
+    // Reports grow as attempts end (the loser is recorded when it is cancelled, the winner when its usage comes).
+    const served = await servedFor(one.requestId, (e) => e.estimated && e.outputTokens > 0);
     expect(served.model).toBe("hedged");
     expect(served.inputTokens).toBeGreaterThan(one.usage.inputTokens);
     expect(served.outputTokens).toBe(one.usage.outputTokens);

@@ -26,8 +26,16 @@ export class ServedUsage {
   private totals: ServedTotals | undefined;
   private readonly pending: Promise<void>[] = [];
 
-  /** @param inputEstimate the request's estimated input tokens, for attempts whose usage never arrives */
-  constructor(private readonly inputEstimate: () => number) {}
+  /**
+   * @param inputEstimate the request's estimated input tokens, for attempts whose usage never arrives
+   * @param onChange called after every attempt is recorded, so the caller can report at once: an attempt whose
+   *   provider usage arrives is recorded right then, before its last chunk is passed on, so a process that dies
+   *   while forwarding the answer has already reported it
+   */
+  constructor(
+    private readonly inputEstimate: () => number,
+    private readonly onChange?: (totals: ServedTotals) => void,
+  ) {}
 
   /**
    * Passes `chunks` through unchanged while counting them as one attempt of `model`; the attempt is recorded when
@@ -60,7 +68,10 @@ export class ServedUsage {
         if (d.content || d.refusal) attempt.produced = true;
       }
     };
+    let recorded = false;
     const record = () => {
+      if (recorded) return;
+      recorded = true;
       const discarded = typeof options.discarded === "function" ? options.discarded() : (options.discarded ?? false);
       if (attempt.usage !== undefined) this.add(model, attempt.usage, false, discarded);
       else if (attempt.produced || options.billsInput?.() === true) {
@@ -85,6 +96,8 @@ export class ServedUsage {
           break;
         }
         count(next.value);
+        // The provider's count is final: record it before the chunk goes on (see the constructor's onChange).
+        if (next.value.usage) record();
         yield next.value;
       }
     } finally {
@@ -133,6 +146,7 @@ export class ServedUsage {
     t.estimated ||= estimated;
     if (discarded) t.discardedOutputTokens += usage.outputTokens;
     this.totals = t;
+    this.onChange?.({ ...t });
   }
 
   /** What was served, or undefined when no attempt served anything. */

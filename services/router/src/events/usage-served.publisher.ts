@@ -10,6 +10,8 @@ export interface ServedUsageSink {
     ctx: RequestContext | undefined,
     served: ServedTotals,
     facts: { modelRequested: string; status: string; endpoint: string; stream: boolean; traceId: string },
+    /** 0 for a request's first report; later ones (its served usage grew, e.g. a hedge's loser ended) count up. */
+    sequence?: number,
   ): void;
 }
 
@@ -24,7 +26,12 @@ export class JetStreamServedUsage implements ServedUsageSink {
     private readonly logger: Logger,
   ) {}
 
-  record(ctx: RequestContext | undefined, served: ServedTotals, facts: Parameters<ServedUsageSink["record"]>[2]): void {
+  record(
+    ctx: RequestContext | undefined,
+    served: ServedTotals,
+    facts: Parameters<ServedUsageSink["record"]>[2],
+    sequence = 0,
+  ): void {
     const requestId = ctx?.requestId ?? "";
     const publisher = this.publisher();
     if (requestId === "" || publisher === undefined) return;
@@ -51,7 +58,10 @@ export class JetStreamServedUsage implements ServedUsageSink {
       discardedOutputTokens: served.discardedOutputTokens,
     });
     try {
-      void publisher.publish(UsageServedEvent, event, { msgId: `${requestId}:served` });
+      // Each report has its own msg id, so a later, larger report is not dropped as a duplicate of an earlier one;
+      // the ledger bills the request once, at the largest.
+      const msgId = sequence === 0 ? `${requestId}:served` : `${requestId}:served:${sequence}`;
+      void publisher.publish(UsageServedEvent, event, { msgId });
     } catch (err) {
       this.logger.error({ err, request_id: requestId }, "served usage not accepted");
     }

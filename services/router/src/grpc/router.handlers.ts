@@ -222,7 +222,29 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
 
       const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
       // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
-      const tally = new ServedUsage(() => estimateMessageTokens(request.messages));
+      // What the providers served is reported as soon as it is known (and again if it grows): a router that dies
+      // while forwarding an answer has already said what it cost.
+      let outcome = "error";
+      let reports = 0;
+      const traceId = currentTraceIds().traceId;
+      const tally = new ServedUsage(
+        () => estimateMessageTokens(request.messages),
+        (totals) => {
+          served?.record(
+            req.context,
+            totals,
+            {
+              modelRequested: request.model,
+              // The provider's own count means the answer completed; an estimate ended early.
+              status: totals.estimated ? (ctx.signal.aborted ? "cancelled" : outcome) : "ok",
+              endpoint: "chat",
+              stream: request.stream,
+              traceId,
+            },
+            reports++,
+          );
+        },
+      );
       // One attempt on one model. Its time to first token feeds the latency statistics; `hedge` marks an attempt
       // that may lose a race, whose usage then counts as discarded (its input too, if it was cut off before any).
       const attempt = (id: string, r: ChatRequest, signal: AbortSignal, hedge?: { lost(): boolean }) => {
@@ -279,7 +301,6 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       };
       let recorder: AnswerRecorder<ChatChunk> | undefined;
       let semanticRecorder: AnswerRecorder<ChatChunk> | undefined;
-      let outcome = "error";
       try {
         for await (const event of streamWithFallback(generate, request, options)) {
           if (event.type === "route") {
@@ -306,18 +327,6 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
         outcome = "ok";
       } finally {
         if (ctx.signal.aborted) outcome = "cancelled";
-        const traceId = currentTraceIds().traceId;
-        void tally.settled().then(() => {
-          const totals = tally.result();
-          if (totals === undefined) return;
-          served?.record(req.context, totals, {
-            modelRequested: request.model,
-            status: outcome,
-            endpoint: "chat",
-            stream: request.stream,
-            traceId,
-          });
-        });
       }
       // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
       if (ctx.signal.aborted) return;
