@@ -20,6 +20,7 @@ import {
 import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody, servedVersion } from "./anthropic.schema.js";
 import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
+import { parseBody } from "./parse-body.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;
@@ -47,21 +48,6 @@ function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
     h["anthropic-ratelimit-tokens-reset"] = reset;
   }
   return h;
-}
-
-function parse<T>(
-  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } },
-  body: unknown,
-): T {
-  if (body === undefined || body === null || typeof body !== "object") {
-    throw new AppError("INVALID_ARGUMENT", "The request body must be a JSON object.", { reason: "invalid_request" });
-  }
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    const { message, param } = firstIssue(r.error);
-    throw new AppError("INVALID_ARGUMENT", message, { param, reason: "invalid_value" });
-  }
-  return r.data;
 }
 
 /**
@@ -112,7 +98,7 @@ export function registerAnthropicRoutes(
     });
 
     scope.post("/v1/messages", async (req, reply) => {
-      const body = parse(MessagesBody, req.body);
+      const body = parseBody(MessagesBody, req.body, firstIssue);
       const request = toChatRequest(body);
       const signal = clientGone(reply);
       const call = {
@@ -158,7 +144,7 @@ export function registerAnthropicRoutes(
     });
 
     scope.post("/v1/messages/count_tokens", async (req, reply) => {
-      const body = parse(CountTokensBody, req.body);
+      const body = parseBody(CountTokensBody, req.body, firstIssue);
       const principal = await flow.authenticate(authorizationOf(req));
       // The same model checks as a request (unknown: 404, not allowed for this key: 403); nothing is spent or held.
       resolveModel(deps.catalog(), principal, body.model, "chat");

@@ -5,7 +5,8 @@ import type { Router } from "../domain/ports.js";
 import { statedPriority } from "../domain/priority.js";
 import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
-import { ChatCompletionBody, EmbeddingsBody, firstIssue } from "./openai.schema.js";
+import { ChatCompletionBody, EmbeddingsBody } from "./openai.schema.js";
+import { parseBody } from "./parse-body.js";
 import { routeHeaders, routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
@@ -25,21 +26,6 @@ function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
   return h;
 }
 
-function parse<T>(
-  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } },
-  body: unknown,
-): T {
-  if (body === undefined || body === null || typeof body !== "object") {
-    throw new AppError("INVALID_ARGUMENT", "The request body must be a JSON object.", { reason: "invalid_request" });
-  }
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    const { message, param } = firstIssue(r.error);
-    throw new AppError("INVALID_ARGUMENT", message, { param, reason: "invalid_value" });
-  }
-  return r.data;
-}
-
 /** Aborts when the client goes away before the response is complete. */
 export function clientGone(reply: FastifyReply): AbortSignal {
   const ac = new AbortController();
@@ -54,7 +40,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
   const { flow } = deps;
 
   app.post("/v1/chat/completions", async (req, reply) => {
-    const body = parse(ChatCompletionBody, req.body);
+    const body = parseBody(ChatCompletionBody, req.body);
     const request = toChatRequest(body);
     const signal = clientGone(reply);
     const call = {
@@ -101,7 +87,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
   });
 
   app.post("/v1/embeddings", async (req, reply) => {
-    const body = parse(EmbeddingsBody, req.body);
+    const body = parseBody(EmbeddingsBody, req.body);
     const signal = clientGone(reply);
     const { response, rate } = await flow.embed({
       authorization: req.headers.authorization,
