@@ -276,7 +276,10 @@ describe("the audit trail", () => {
 
   it("lists changes newest first with actor, action and time filters, scoped to the reader's team", async () => {
     const lead = await createAdmin("lister", "admin", "violet");
-    const since = new Date().toISOString();
+    // "Since" just after the admin's own creation event, by the event's own clock (not the test's).
+    const created = await call(ROOT, "GET", "/admin/audit?action=admin.create");
+    const createdAt = (created.body.data as Json[]).find((e) => (e.target as Json).id === lead.id)?.time as string;
+    const since = new Date(Date.parse(createdAt) + 1).toISOString();
     const first = await call(lead.secret, "POST", "/admin/keys", { name: "v1" });
     const second = await call(lead.secret, "POST", "/admin/keys", { name: "v2" });
     await call(ROOT, "POST", "/admin/keys", { name: "elsewhere", team: "orange" });
