@@ -300,6 +300,22 @@ describe("ChatFlow", () => {
     expect(usage[0]!.outputTokens).toBe(4);
   });
 
+  it("checks a speculative request's fast model like the requested one, before anything runs", async () => {
+    const usage: UsageRecorded[] = [];
+    let routed = 0;
+    const flow = flowWith(
+      async function* () {
+        routed++;
+        yield { route: { model: "m", provider: "openai", cacheHit: false, attempts: 1 } };
+      } as Router["route"],
+      usage,
+    );
+    await expect(
+      flow.start({ ...call(), hints: { prefer: "", speculativeModel: "no-such-model" } } as never),
+    ).rejects.toMatchObject({ code: "NOT_FOUND", reason: "model_not_found" });
+    expect(routed).toBe(0);
+  });
+
   it("fails before the first byte with a proper error, recording usage for refused requests too", async () => {
     const usage: UsageRecorded[] = [];
     const flow = flowWith([], usage);

@@ -278,6 +278,15 @@ export class ChatFlow {
     // The hold covers every model the request may end up on (never "auto" itself), with an input bound that
     // cannot be low (UTF-8 bytes), tools and images included.
     const candidates = reachableModels(this.deps.catalog(), modelId, "chat").map((m) => m.id);
+    // A speculative request also runs its fast model: the key must be allowed it (403/404 otherwise, like the model
+    // it asked for), and the hold covers it too.
+    const fast = call.hints?.speculativeModel;
+    if (fast) {
+      const fastId = resolveModel(this.deps.catalog(), principal, fast, "chat").id;
+      for (const m of reachableModels(this.deps.catalog(), fastId, "chat")) {
+        if (!candidates.includes(m.id)) candidates.push(m.id);
+      }
+    }
     draft.inputEstimate = estimateMessageTokens(request.messages);
     draft.admitted = await this.admission.admit(principal, {
       requestId: call.requestId,
