@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { AuditTrailEvent, connectNats, decodeEvent, type NatsConnection, Subjects } from "@tokenmesh/events";
 import { CostServiceService } from "@tokenmesh/proto/cost/v1/cost";
 import type { AuditEvent } from "@tokenmesh/proto/events/v1/events";
-import { RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
+import { scriptedRouter } from "./scripted-router.js";
 
 const ROOT = "test-admin-key-roles-0123456789";
 const logger = createLogger({ service: "gateway-roles-test", level: "silent" });
@@ -54,23 +54,7 @@ function startCost(): GrpcServer {
 }
 
 function startRouter(): GrpcServer {
-  const server = new GrpcServer({ logger });
-  server.add(RouterServiceService, {
-    // biome-ignore lint/correctness/useYield: the admin API never routes a request
-    async *route() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-    async embed() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-    async listModels() {
-      return { models: [] };
-    },
-    async getUpgrade() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-  });
-  return server;
+  return scriptedRouter(logger);
 }
 
 beforeAll(async () => {

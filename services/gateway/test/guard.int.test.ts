@@ -5,13 +5,14 @@ import { connectNats, decodeEvent, GuardDecisionEvent, type NatsConnection, Subj
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { GuardDecision } from "@tokenmesh/proto/events/v1/events";
 import { Action, type DeepCheckRequest, GuardServiceService, Stage } from "@tokenmesh/proto/guard/v1/guard";
-import { CacheKind, type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { CacheKind, type RouteRequest } from "@tokenmesh/proto/router/v1/router";
 import { AppError, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
+import { scriptedRouter } from "./scripted-router.js";
 
 // A fake credential assembled at run time so the source holds no key-shaped literal.
 const AWS_KEY = `AKIA${"Q7W3E5R2T6Y4U8I1"}`;
@@ -60,60 +61,47 @@ let base: string;
 const keys: Record<string, string> = {};
 
 function startRouter(): GrpcServer {
-  const server = new GrpcServer({ logger });
-  server.add(RouterServiceService, {
-    async *route(req) {
-      routed.push(req);
-      const msgs = req.request?.messages ?? [];
-      const text = answerFor([...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "");
-      const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
+  return scriptedRouter(logger, async function* (req) {
+    routed.push(req);
+    const msgs = req.request?.messages ?? [];
+    const text = answerFor([...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "");
+    const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
+      id: "chatcmpl-scripted",
+      created: 1,
+      model: "test-model",
+      choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
+      usage: undefined,
+    });
+    yield {
+      route: {
+        model: "test-model",
+        provider: "openai",
+        cacheHit: false,
+        attempts: 1,
+        reason: "",
+        upgradeId: "",
+        cacheKind: CacheKind.CACHE_KIND_UNSPECIFIED,
+        cacheSimilarity: 0,
+      },
+    };
+    const lastUser = [...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "";
+    if (lastUser.startsWith("TOOL") || lastUser.startsWith("REFUSE")) {
+      yield* toolOrRefusal(lastUser);
+      return;
+    }
+    const words = text.match(/\S+\s*/g) ?? [];
+    for (const w of words) yield { chunk: chunk(w) };
+    yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
+    yield {
+      chunk: {
         id: "chatcmpl-scripted",
         created: 1,
         model: "test-model",
-        choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
-        usage: undefined,
-      });
-      yield {
-        route: {
-          model: "test-model",
-          provider: "openai",
-          cacheHit: false,
-          attempts: 1,
-          reason: "",
-          upgradeId: "",
-          cacheKind: CacheKind.CACHE_KIND_UNSPECIFIED,
-          cacheSimilarity: 0,
-        },
-      };
-      const lastUser = [...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "";
-      if (lastUser.startsWith("TOOL") || lastUser.startsWith("REFUSE")) {
-        yield* toolOrRefusal(lastUser);
-        return;
-      }
-      const words = text.match(/\S+\s*/g) ?? [];
-      for (const w of words) yield { chunk: chunk(w) };
-      yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
-      yield {
-        chunk: {
-          id: "chatcmpl-scripted",
-          created: 1,
-          model: "test-model",
-          choices: [],
-          usage: { inputTokens: 3, outputTokens: words.length, cachedTokens: 0 },
-        },
-      };
-    },
-    async embed() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-    async listModels() {
-      return { models: [] };
-    },
-    async getUpgrade() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
+        choices: [],
+        usage: { inputTokens: 3, outputTokens: words.length, cachedTokens: 0 },
+      },
+    };
   });
-  return server;
 }
 
 /**

@@ -7,14 +7,15 @@ import { connectNats, decodeEvent, type NatsConnection, Subjects, UsageRecordedE
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient } from "@tokenmesh/proto/gateway/v1/gateway";
-import { RouteInfo, type RouteRequest, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
-import { AppError, callUnary, createGrpcClient, GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
+import { RouteInfo, type RouteRequest } from "@tokenmesh/proto/router/v1/router";
+import { callUnary, createGrpcClient, type GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 import { waitFor } from "@tokenmesh/testing";
 import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
+import { scriptedRouter } from "./scripted-router.js";
 
 const ADMIN_KEY = "test-admin-key-jwt-0123456789";
 const ISSUER = "https://idp.test/";
@@ -85,41 +86,28 @@ async function token(o: TokenOptions = {}): Promise<string> {
 }
 
 function startRouter(): GrpcServer {
-  const server = new GrpcServer({ logger });
-  server.add(RouterServiceService, {
-    async *route(req) {
-      routed.push(req);
-      const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
+  return scriptedRouter(logger, async function* (req) {
+    routed.push(req);
+    const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
+      id: "chatcmpl-scripted",
+      created: 1,
+      model: "test-model",
+      choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
+      usage: undefined,
+    });
+    yield { route: RouteInfo.fromPartial({ model: "test-model", provider: "openai", attempts: 1 }) };
+    yield { chunk: chunk("hello") };
+    yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
+    yield {
+      chunk: {
         id: "chatcmpl-scripted",
         created: 1,
         model: "test-model",
-        choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
-        usage: undefined,
-      });
-      yield { route: RouteInfo.fromPartial({ model: "test-model", provider: "openai", attempts: 1 }) };
-      yield { chunk: chunk("hello") };
-      yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };
-      yield {
-        chunk: {
-          id: "chatcmpl-scripted",
-          created: 1,
-          model: "test-model",
-          choices: [],
-          usage: { inputTokens: 3, outputTokens: 1, cachedTokens: 0 },
-        },
-      };
-    },
-    async embed() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-    async listModels() {
-      return { models: [] };
-    },
-    async getUpgrade() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
+        choices: [],
+        usage: { inputTokens: 3, outputTokens: 1, cachedTokens: 0 },
+      },
+    };
   });
-  return server;
 }
 
 beforeAll(async () => {
