@@ -125,7 +125,9 @@ export async function consumeEvents<T>(options: ConsumeOptions<T>): Promise<Even
     h.set("Tokenmesh-Dead-Letter-Consumer", durable);
     try {
       await js.publish(deadLetterSubject(m.subject), m.data, { headers: h, msgID: `${durable}:${m.seq}` });
-      m.term(reason.slice(0, 100));
+      // A bare +TERM: nats-server before 2.10.4 ignores "+TERM <reason>" (the message stayed pending and came back
+      // after ack_wait). The reason is in the dead letter's headers.
+      m.term();
       metrics.handled.inc({ consumer: durable, outcome: "dead_letter" });
       logger.error({ subject: m.subject, seq: m.seq, reason }, "event dead-lettered");
     } catch (err) {

@@ -155,7 +155,15 @@ describe("events over JetStream", () => {
     const dead = await dlq.streams.getMessage("LLM_DEADLETTER", { last_by_subj: deadLetterSubject(type.subject) });
     expect(decodeEvent(type, dead!.data).requestId).toBe("poison");
     expect(dead!.header.get("Tokenmesh-Dead-Letter-Reason")).toContain("cannot price this");
-    await new Promise((r) => setTimeout(r, 300));
+    // Not redelivered: the server holds nothing unacknowledged for the consumer (a lost term would show here, and
+    // come back after ack_wait), and the handler saw the poison message once.
+    await waitFor(
+      async () => {
+        const info = await dlq.consumers.info(type.stream, "retry-test");
+        return info.num_ack_pending === 0 && info.num_pending === 0;
+      },
+      { timeoutMs: 5_000 },
+    );
     expect(deliveries.poison).toBe(1);
     await consumer.stop();
   });
