@@ -181,7 +181,9 @@ export class GrpcServer {
       // grpc-js also emits "cancelled" when a call that already answered closes its stream: only a call still in
       // progress is really cancelled (aborting a finished one cost an error object and woke every abort listener).
       call.on("cancelled", () => {
-        if (!ended) ac.abort(new AppError("CANCELLED", "cancelled by the client"));
+        if (ended) return;
+        rpcMetrics.serverCancelled.inc({ service, method });
+        ac.abort(new AppError("CANCELLED", "cancelled by the client"));
       });
       const started = performance.now();
       const ctx: CallContext = { metadata: call.metadata, signal: ac.signal, deadline, peer: call.getPeer() };

@@ -57,6 +57,11 @@ export const rpcMetrics = {
     "method",
     "code",
   ]),
+  serverCancelled: counter(
+    "tokenmesh_rpc_server_cancelled_total",
+    "gRPC calls their client cancelled while the handler was still running, counted when the cancel arrives",
+    ["service", "method"],
+  ),
   serverDuration: histogram("tokenmesh_rpc_server_duration_seconds", "gRPC handler latency", [
     "service",
     "method",

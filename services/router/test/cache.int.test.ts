@@ -12,7 +12,7 @@ import {
   Lifecycle,
   UpstreamUnavailableError,
 } from "@tokenmesh/runtime";
-import { createLogger } from "@tokenmesh/telemetry";
+import { createLogger, registry } from "@tokenmesh/telemetry";
 import { uniqueName, waitFor } from "@tokenmesh/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -52,10 +52,13 @@ interface Seen {
  * A scripted InferenceService. "det" answers `answer <n> to <prompt>` (n counts calls, so a replay is told apart
  * from a fresh answer), a finish reason, then usage; "down" is unavailable. The request id's prefix picks a
  * failure: `break_` fails after the first chunk, `hang_` stops after the first chunk until cancelled,
- * `nofinish_` never sends a finish reason.
+ * `nofinish_` never sends a finish reason, `held_` stops after the first chunk until the test calls `release(rid)`
+ * (and then finishes, whether or not its caller is still there).
  */
 function scriptedInference() {
   const seen: Seen[] = [];
+  const gates = new Map<string, () => void>();
+  const gate = (rid: string) => new Promise<void>((resolve) => gates.set(rid, resolve));
   let n = 0;
   const server = new GrpcServer({ logger });
   server.add(InferenceServiceService, {
@@ -85,7 +88,7 @@ function scriptedInference() {
           call.ended = "cancelled";
           return;
         }
-        if (rid.startsWith("slow_")) await new Promise((resolve) => setTimeout(resolve, 200));
+        if (rid.startsWith("held_")) await gate(rid);
         yield chunk([delta(` to ${prompt}`)]);
         yield chunk([delta("", rid.startsWith("nofinish_") ? 0 : 1)]);
         yield chunk([], { inputTokens: 7, outputTokens: 5, cachedTokens: 0 });
@@ -105,7 +108,22 @@ function scriptedInference() {
       throw new AppError("FAILED_PRECONDITION", "not scripted");
     },
   });
-  return { server, seen, calls: (prompt: string) => seen.filter((s) => s.prompt === prompt) };
+  return {
+    server,
+    seen,
+    calls: (prompt: string) => seen.filter((s) => s.prompt === prompt),
+    /** Lets a `held_` generation go on (once it reached its gate). */
+    release: async (rid: string) => {
+      await waitFor(() => gates.has(rid), { description: `${rid} held` });
+      gates.get(rid)?.();
+    },
+  };
+}
+
+/** Route calls whose caller went away while the router was still answering, from the gRPC server's metric. */
+async function cancelledRoutes(): Promise<number> {
+  const metric = await registry.getSingleMetric("tokenmesh_rpc_server_cancelled_total")?.get();
+  return (metric?.values ?? []).filter((v) => v.labels.method === "Route").reduce((sum, v) => sum + v.value, 0);
 }
 
 interface RouteOptions {
@@ -284,12 +302,17 @@ describe("router exact cache over gRPC and Redis", () => {
 
   it("reads a non-streamed answer whose caller left to its end (it is billed), without caching it", async () => {
     const prompt = uniqueName("prompt");
+    const rid = uniqueName("held");
     const stream = callStream(a.client.route.bind(a.client), {
-      context: { requestId: uniqueName("slow"), keyId: "k", team: "", user: "", priority: 0 },
+      context: { requestId: rid, keyId: "k", team: "", user: "", priority: 0 },
       request: chatRequest(prompt),
     });
     expect((await stream.next()).value?.route?.cacheHit).toBe(false);
+    const cancelledBefore = await cancelledRoutes();
     await stream.return(undefined);
+    // The router has seen its caller go before the answer goes on.
+    await waitFor(async () => (await cancelledRoutes()) > cancelledBefore, { description: "Route call cancelled" });
+    await inference.release(rid);
     await waitFor(() => inference.calls(prompt)[0]?.ended !== "open", { description: "generation ended" });
     expect(inference.calls(prompt)[0]?.ended).toBe("ok");
     await a.app.cache.settled();
