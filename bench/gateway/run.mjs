@@ -206,5 +206,8 @@ console.log(
     `tokenmesh_cpu_ms_per_req=${tmCpu?.toFixed(2) ?? "n/a"} portkey_cpu_ms_per_req=${pkCpu?.toFixed(2) ?? "n/a"} ` +
     `cpu_vs_portkey=${tmCpu && pkCpu ? (tmCpu / pkCpu).toFixed(2) : "n/a"} rate=${a.rate}`,
 );
+// Let the services exit on their own (a CPU profile is written only on a clean exit), for at most 15 s.
+const exits = children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once("exit", r)));
 stopAll();
+await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 15_000))]);
 process.exit(0);

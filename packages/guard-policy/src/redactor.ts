@@ -34,6 +34,31 @@ interface Match {
   rule: Rule;
 }
 
+/**
+ * The rules grouped by character set, computed once per rule list (a policy's rules live until it is reloaded;
+ * a redactor is made per request and per streamed answer). Groups are read-only once built.
+ */
+const groupCache = new WeakMap<readonly Rule[], Group[]>();
+
+function groupsOf(rules: readonly Rule[]): Group[] {
+  const cached = groupCache.get(rules);
+  if (cached !== undefined) return cached;
+  const byTable = new Map<CharSet | undefined, Group>();
+  for (const r of rules) {
+    const g = byTable.get(r.charset);
+    const first = r.charset ? (r.first ?? r.charset) : undefined;
+    if (!g) {
+      byTable.set(r.charset, { table: r.charset, first: first?.slice(), window: r.maxLength + 2 });
+      continue;
+    }
+    g.window = Math.max(g.window, r.maxLength + 2);
+    if (g.first && first) for (let c = 0; c < 128; c++) g.first[c] = g.first[c]! | first[c]!;
+  }
+  const groups = [...byTable.values()];
+  groupCache.set(rules, groups);
+  return groups;
+}
+
 /** The placeholder a redacted match becomes. */
 export function placeholder(ruleId: string): string {
   return `[REDACTED:${ruleId}]`;
@@ -75,18 +100,7 @@ export class StreamRedactor {
   constructor(rules: readonly Rule[], options: { stopOnBlock: boolean }) {
     this.rules = rules;
     this.stopOnBlock = options.stopOnBlock;
-    const byTable = new Map<CharSet | undefined, Group>();
-    for (const r of rules) {
-      const g = byTable.get(r.charset);
-      const first = r.charset ? (r.first ?? r.charset) : undefined;
-      if (!g) {
-        byTable.set(r.charset, { table: r.charset, first: first?.slice(), window: r.maxLength + 2 });
-        continue;
-      }
-      g.window = Math.max(g.window, r.maxLength + 2);
-      if (g.first && first) for (let c = 0; c < 128; c++) g.first[c] = g.first[c]! | first[c]!;
-    }
-    this.groups = [...byTable.values()];
+    this.groups = groupsOf(rules);
   }
 
   /** The most characters `push` ever holds back (the longest rule, plus two). */
