@@ -56,6 +56,8 @@ describe("secret and PII rules", () => {
       "0000 0000 0000 0000",
       "on 2024-01-15 at 10:30",
       "build 1234567890 passed",
+      "at 1796024091334 ms", // a Luhn-valid millisecond timestamp: 13 digits not starting with 4
+      "ref 7992739871300", // Luhn-valid, but no card starts with 7
       "version 1.2.3.4 and ip 10.0.0.1",
       "AKIAshort and AKIA1234",
       "an eyJ in the text. eyJhbGciOi.notajwt",
@@ -105,6 +107,8 @@ describe("secret and PII rules", () => {
     expect(redact("+86 138 1234 5678").hits).toEqual(["pii.cn_mobile"]);
     expect(redact("6217 0000 1234 5670").hits).toEqual(["pii.cn_bank_card"]);
     expect(redact("4111 1111 1111 1111").hits).toEqual(["pii.credit_card"]);
+    expect(redact("old visa 4222222222222").hits).toEqual(["pii.credit_card"]);
+    expect(redact("amex 378282246310005").hits).toEqual(["pii.credit_card"]);
   });
 
   it("leaves a mainland kind that is off to the generic rule that also covers it", () => {

@@ -192,6 +192,19 @@ const CN_MOBILE_PREFIX = String.raw`1(?:3\d|4[5-9]|5[0-35-9]|6[2567]|7[0-8]|8\d|
 /** 18 digits laid out like a resident ID: province 11–83, a 19xx/20xx birth date, sequence and check digit. */
 const ID_SHAPE = /^[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{4}$/;
 
+/**
+ * Whether a card number's first digit and length fit an issued card (ISO/IEC 7812). Only Visa issued 13-digit
+ * numbers (they start with 4); a card starting with 1 is a 15-digit airline (UATP) card; no payment card starts
+ * with 0 or 7. This keeps Luhn-valid millisecond timestamps (13 digits from 1…) and similar ids unredacted: one in
+ * ten passes Luhn by chance.
+ */
+function plausibleIssuer(digits: string): boolean {
+  const first = digits[0];
+  if (digits.length === 13) return first === "4";
+  if (first === "1") return digits.length === 15;
+  return first !== "0" && first !== "7";
+}
+
 /** PII detectors by kind; rule ids are `pii.<kind>`. */
 export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
   cn_resident_id: {
@@ -277,6 +290,7 @@ export const PII_RULES: Readonly<Record<PiiKind, Omit<Rule, "action">>> = {
         digits.length <= 19 &&
         !/^(\d)\1*$/.test(digits) &&
         !ID_SHAPE.test(digits) &&
+        plausibleIssuer(digits) &&
         luhnValid(digits)
       );
     }, 13),
