@@ -32,6 +32,7 @@ import {
 import { HealthImplementation } from "grpc-health-check";
 import { AppError, toAppError } from "./errors.js";
 import { toGrpcStatus } from "./grpc-errors.js";
+import { bounded, decodeSafely, decoded } from "./grpc-front-door.js";
 
 /** What a handler knows about its call besides the request. */
 export interface CallContext {
@@ -70,6 +71,9 @@ export interface GrpcServerOptions {
  * and handlers written as async functions / async generators. Every call gets a SERVER span continuing the
  * caller's W3C trace context from metadata, rate/latency/status metrics, an AbortSignal, and AppError → status
  * mapping (unknown errors become INTERNAL with a generic message; the original goes to the log and the span).
+ * It faces any client: a request that does not decode is refused INVALID_ARGUMENT (not INTERNAL), and status
+ * messages are clipped so an error echoing a huge client value cannot overflow the caller's header limit and tear
+ * down its whole HTTP/2 session (see grpc-front-door.ts).
  */
 export class GrpcServer {
   readonly server: Server;
@@ -93,15 +97,17 @@ export class GrpcServer {
   /** Registers a service whose handlers are async functions (unary) or async iterables (streams). */
   add<S extends ServiceDefinition>(definition: S, handlers: Handlers<S>): void {
     const impl: UntypedServiceImplementation = {};
+    const safe: Record<string, MethodDefinition<unknown, unknown>> = {};
     let fullName = "";
     for (const [name, def] of Object.entries(definition) as [string, MethodDefinition<unknown, unknown>][]) {
       const handler = (handlers as Record<string, unknown>)[name];
       if (typeof handler !== "function") throw new Error(`no handler for ${def.path}`);
       fullName = splitMethod(def.path).service;
+      safe[name] = decodeSafely(def);
       impl[name] = this.adapt(def, handler as (...args: unknown[]) => unknown);
     }
     this.serviceNames.push(fullName);
-    this.server.addService(definition, impl);
+    this.server.addService(safe, impl);
   }
 
   /** Binds and starts; returns the bound port (useful with port 0). */
@@ -210,7 +216,7 @@ export class GrpcServer {
       return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const { ctx, end, active } = begin(call);
         context
-          .with(active, () => (handler as UnaryHandler<unknown, unknown>)(call.request, ctx))
+          .with(active, async () => (handler as UnaryHandler<unknown, unknown>)(decoded(call.request), ctx))
           .then(
             (res) => {
               end();
@@ -218,7 +224,7 @@ export class GrpcServer {
             },
             (err) => {
               end(err);
-              callback(toGrpcStatus(err));
+              callback(toGrpcStatus(bounded(err)));
             },
           );
       };
@@ -250,7 +256,7 @@ export class GrpcServer {
                 ctx,
               )
             : (handler as ServerStreamHandler<unknown, unknown>)(
-                (call as ServerWritableStream<unknown, unknown>).request,
+                decoded((call as ServerWritableStream<unknown, unknown>).request),
                 ctx,
               );
           await pump(call, source, ctx);
@@ -258,12 +264,12 @@ export class GrpcServer {
         .then(
           () => {
             end(ctx.signal.aborted ? ctx.signal.reason : undefined);
-            if (ctx.signal.aborted) call.emit("error", toGrpcStatus(ctx.signal.reason));
+            if (ctx.signal.aborted) call.emit("error", toGrpcStatus(bounded(ctx.signal.reason)));
             else call.end();
           },
           (err) => {
             end(err);
-            call.emit("error", toGrpcStatus(err));
+            call.emit("error", toGrpcStatus(bounded(err)));
           },
         );
     };

@@ -1,12 +1,12 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { credentials, loadPackageDefinition } from "@grpc/grpc-js";
+import { credentials, loadPackageDefinition, makeGenericClientConstructor, status } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { CostServiceClient, CostServiceService, GetUsageRequest, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { createLogger } from "@tokenmesh/telemetry";
 import { grpcHealth, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AppError, BudgetExceededError, callUnary, createGrpcClient, GrpcServer } from "../src/index.js";
+import { AppError, BudgetExceededError, callUnary, createGrpcClient, GrpcServer } from "../src/index.js";
 
 const logger = createLogger({ service: "runtime-test", level: "silent" });
 let server: GrpcServer;
@@ -47,6 +47,8 @@ beforeAll(async () => {
       return { found: false, spentUsd: 0, heldUsd: 0 };
     },
     async setBudget(req) {
+      if (req.budget?.id.startsWith("huge:"))
+        throw new AppError("NOT_FOUND", `no scope ${req.budget.id}`, { param: req.budget.id });
       return { budget: req.budget, scopeHard: false };
     },
     async listHardScopes() {
@@ -130,6 +132,35 @@ describe("GrpcServer", () => {
     } finally {
       client.close();
     }
+  });
+
+  it("refuses a request that does not decode INVALID_ARGUMENT, not INTERNAL", async () => {
+    const raw = new (makeGenericClientConstructor({}, "Raw"))(`127.0.0.1:${port}`, credentials.createInsecure());
+    const code = await new Promise<number>((resolve) => {
+      raw.makeUnaryRequest(
+        "/tokenmesh.cost.v1.CostService/GetUsage",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), // field 1, a length far past the end
+        (err) => resolve(err?.code ?? 0),
+      );
+    });
+    raw.close();
+    expect(code).toBe(status.INVALID_ARGUMENT);
+  });
+
+  it("clips a status message that echoes a huge client value, and the channel keeps working", async () => {
+    const client = createGrpcClient(CostServiceClient, `127.0.0.1:${port}`);
+    const scopeId = `huge:${"x".repeat(200_000)}`;
+    const err = (await callUnary(client.setBudget.bind(client), {
+      budget: { scope: Scope.SCOPE_KEY, id: scopeId, period: 1, limitUsd: 1, hard: false, thresholds: [] },
+    }).catch((e) => e)) as AppError;
+    expect(err.code).toBe("NOT_FOUND");
+    expect(err.message.length).toBeLessThanOrEqual(1_024);
+    // The same channel still answers: the trailers did not overflow the client's header limit.
+    const usage = await callUnary(client.getUsage.bind(client), GetUsageRequest.fromPartial({ scope: Scope.SCOPE_KEY }));
+    expect(usage.totals?.requests).toBe(1);
+    client.close();
   });
 
   it("aborts the handler's signal when the caller's deadline passes", async () => {

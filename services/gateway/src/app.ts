@@ -39,7 +39,6 @@ import { ChatFlow } from "./domain/chat-flow.js";
 import { compileAuthSection } from "./domain/jwt-auth.js";
 import { hashSecret } from "./domain/keys.js";
 import { correlationId, mintRequestId } from "./domain/request-id.js";
-import { frontDoor } from "./grpc/front-door.js";
 import { gatewayHandlers } from "./grpc/gateway.handlers.js";
 import { jobHandlers } from "./grpc/jobs.handlers.js";
 import { registerAdminRoutes } from "./http/admin.routes.js";
@@ -181,12 +180,12 @@ export function createApp(
     catalog: () => catalog.current,
     logger,
   });
-  // Facing any client: undecodable messages are refused INVALID_ARGUMENT, status messages are bounded.
-  const door = frontDoor(GatewayServiceService, {
+  // Facing any client: the runtime's GrpcServer refuses undecodable messages INVALID_ARGUMENT and bounds status
+  // messages, for this service as for the internal ones.
+  host.grpc!.add(GatewayServiceService, {
     ...gatewayHandlers({ flow, router }),
     ...jobHandlers({ jobs: jobs.service }),
   });
-  host.grpc!.add(door.definition, door.handlers);
 
   const http = Fastify({
     bodyLimit: config.GATEWAY_BODY_LIMIT_BYTES,
