@@ -1,7 +1,7 @@
 import type { MethodDefinition } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { AppError } from "./errors.js";
-import { bounded, decodeSafely, decoded } from "./grpc-front-door.js";
+import { bounded, decoded, decodeSafely } from "./grpc-front-door.js";
 
 // A method whose decoder, like protobuf's, throws on bytes that are not a message.
 const echo = {
@@ -27,7 +27,10 @@ describe("decodeSafely / decoded", () => {
   it("refuses an undecodable message INVALID_ARGUMENT instead of letting grpc-js answer INTERNAL", () => {
     const req = safe.requestDeserialize(Buffer.from([0xff, 0x01]));
     expect(() => decoded(req)).toThrowError(
-      expect.objectContaining({ code: "INVALID_ARGUMENT", message: "The request message is not a valid Echo request." }),
+      expect.objectContaining({
+        code: "INVALID_ARGUMENT",
+        message: "The request message is not a valid Echo request.",
+      }),
     );
   });
 

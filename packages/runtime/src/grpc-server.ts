@@ -32,7 +32,7 @@ import {
 import { HealthImplementation } from "grpc-health-check";
 import { AppError, toAppError } from "./errors.js";
 import { toGrpcStatus } from "./grpc-errors.js";
-import { bounded, decodeSafely, decoded } from "./grpc-front-door.js";
+import { bounded, decoded, decodeSafely } from "./grpc-front-door.js";
 
 /** What a handler knows about its call besides the request. */
 export interface CallContext {

@@ -158,7 +158,10 @@ describe("GrpcServer", () => {
     expect(err.code).toBe("NOT_FOUND");
     expect(err.message.length).toBeLessThanOrEqual(1_024);
     // The same channel still answers: the trailers did not overflow the client's header limit.
-    const usage = await callUnary(client.getUsage.bind(client), GetUsageRequest.fromPartial({ scope: Scope.SCOPE_KEY }));
+    const usage = await callUnary(
+      client.getUsage.bind(client),
+      GetUsageRequest.fromPartial({ scope: Scope.SCOPE_KEY }),
+    );
     expect(usage.totals?.requests).toBe(1);
     client.close();
   });
