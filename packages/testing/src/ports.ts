@@ -3,9 +3,8 @@ import { createServer } from "node:net";
 /**
  * Ports handed out by freePort() come from 20000–31999, below Linux's ephemeral range (32768–60999 by default),
  * so no outgoing connection and no `listen(0)` of any process can take one between freePort() and the bind.
- * The range is split in twelve windows of 1000; a vitest worker (VITEST_POOL_ID) or else the process id picks
- * its window, so parallel test files do not race each other for the same port, and within a process no port is
- * handed out twice. This replaced asking the OS for port 0: on a loaded CI run a service's gRPC port from the
+ * The range is split in twelve windows of 1000 (see `windowStart`), so parallel test files do not race each other
+ * for the same port, and within a process no port is handed out twice. This replaced asking the OS for port 0: on a loaded CI run a service's gRPC port from the
  * ephemeral range was taken by a client socket before the service bound it (EADDRINUSE, one e2e file failed).
  */
 const RANGE_START = 20_000;
@@ -16,8 +15,10 @@ const handedOut = new Set<number>();
 let cursor = -1;
 
 function windowStart(): number {
-  const poolId = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID);
-  const slot = Number.isInteger(poolId) && poolId > 0 ? poolId : process.pid;
+  const poolId = Number(process.env.VITEST_POOL_ID);
+  // Workers take windows 1–11 by pool id; vitest's main process (global setup: NATS, Redis) window 0; any other
+  // process (a benchmark) one by its pid.
+  const slot = Number.isInteger(poolId) && poolId > 0 ? poolId : process.env.VITEST ? 0 : process.pid;
   return RANGE_START + (slot % WINDOWS) * WINDOW_SIZE;
 }
 
