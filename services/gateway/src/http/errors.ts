@@ -28,14 +28,14 @@ function fromFastify(err: FastifyError): AppError | undefined {
   }
 }
 
-/** The most of an over-limit body read (and thrown away) so that the client gets to read its 413. */
+/** The most of a refused body read (and thrown away) so that the client gets to read its 413 or 4xx. */
 const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
 const DRAIN_MAX_MS = 10_000;
 
 /**
  * Reads and discards the rest of a request body. Answering while the client is still sending makes it see a broken
  * pipe instead of the answer (the official openai client reports a connection error, not the 413); past
- * `DRAIN_MAX_BYTES` or `DRAIN_MAX_MS` the client is cut off anyway.
+ * `DRAIN_MAX_BYTES` or `DRAIN_MAX_MS` the client is cut off anyway. A no-op once the body has been read.
  */
 function drain(req: IncomingMessage): Promise<void> {
   if (req.complete || req.destroyed) return Promise.resolve();
@@ -85,7 +85,8 @@ export function errorHandler(logger: Logger, render: ErrorRenderer) {
     const appErr = fromFastify(err) ?? err;
     const tooLarge = (appErr as AppError).reason === "request_too_large";
     const mapped = render(appErr, req.id, tooLarge ? 413 : undefined);
-    if (tooLarge) await drain(req.raw);
+    // Any answer given before the body was read (too large, a wrong content type) waits for the rest of it.
+    await drain(req.raw);
     if (mapped.error.code === "INTERNAL") logger.error({ err, request_id: req.id }, "request failed");
     if (mapped.error.reason === "rate_limit_exceeded") {
       metrics.rateLimited.inc({ limit: mapped.error.message.includes("tokens") ? "tokens" : "requests" });
@@ -109,11 +110,12 @@ export function registerErrorHandler(app: FastifyInstance, logger: Logger): void
     if ((body as string).trim() === "") return done(null, undefined);
     json(req, body as string, done);
   });
-  app.setNotFoundHandler((req, reply) => {
+  app.setNotFoundHandler(async (req, reply) => {
     const mapped = toHttpError(
       new AppError("NOT_FOUND", `Unknown path ${req.method} ${req.url.split("?")[0]}`),
       req.id,
     );
-    void reply.code(404).send(mapped.body);
+    await drain(req.raw);
+    return reply.code(404).send(mapped.body);
   });
 }
