@@ -4,8 +4,9 @@ import { createServer } from "node:net";
  * Ports handed out by freePort() come from 20000–31999, below Linux's ephemeral range (32768–60999 by default),
  * so no outgoing connection and no `listen(0)` of any process can take one between freePort() and the bind.
  * The range is split in twelve windows of 1000 (see `windowStart`), so parallel test files do not race each other
- * for the same port, and within a process no port is handed out twice. This replaced asking the OS for port 0: on a loaded CI run a service's gRPC port from the
- * ephemeral range was taken by a client socket before the service bound it (EADDRINUSE, one e2e file failed).
+ * for the same port, and within a process no port is handed out twice. This replaced asking the OS for port 0: on
+ * a loaded CI run a service's gRPC port from the ephemeral range was taken by a client socket before the service
+ * bound it (EADDRINUSE, one e2e file failed).
  */
 const RANGE_START = 20_000;
 const WINDOWS = 12;
