@@ -12,7 +12,7 @@ import { waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
-import { scriptedRouter } from "./scripted-router.js";
+import { scriptedChunk, scriptedRouter } from "./scripted-router.js";
 
 // A fake credential assembled at run time so the source holds no key-shaped literal.
 const AWS_KEY = `AKIA${"Q7W3E5R2T6Y4U8I1"}`;
@@ -65,13 +65,7 @@ function startRouter(): GrpcServer {
     routed.push(req);
     const msgs = req.request?.messages ?? [];
     const text = answerFor([...msgs].reverse().find((m) => m.role === Role.ROLE_USER)?.content ?? "");
-    const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
-      id: "chatcmpl-scripted",
-      created: 1,
-      model: "test-model",
-      choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
-      usage: undefined,
-    });
+    const chunk = scriptedChunk;
     yield {
       route: {
         model: "test-model",

@@ -14,7 +14,7 @@ import {
   Subjects,
   UsageRecordedEvent,
 } from "@tokenmesh/events";
-import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
+import { FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient, JobStatus } from "@tokenmesh/proto/gateway/v1/gateway";
 import {
@@ -40,6 +40,7 @@ import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
 import { verifyCallbackSignature } from "../src/domain/job-callback.js";
 import { jobRequestId } from "../src/domain/job-state.js";
+import { scriptedChunk } from "./scripted-router.js";
 
 const ADMIN_KEY = "test-admin-key-jobs-0123456789";
 // biome-ignore lint/suspicious/noExplicitAny: JSON bodies of the API under test, read field by field.
@@ -73,13 +74,7 @@ function startRouter(): GrpcServer {
         await Promise.race([held, new Promise((r) => call.signal.addEventListener("abort", r, { once: true }))]);
         if (call.signal.aborted) throw new AppError("CANCELLED", "gone");
       }
-      const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
-        id: "chatcmpl-scripted",
-        created: 1_700_000_000,
-        model: "test-model",
-        choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
-        usage: undefined,
-      });
+      const chunk = scriptedChunk;
       // fromPartial: fields other work adds to the router's messages get their defaults.
       yield RouteResponse.fromPartial({
         route: { model: "test-model", provider: "openai", cacheHit: false, attempts: 1 },

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { connectNats, decodeEvent, type NatsConnection, Subjects, UsageRecordedEvent } from "@tokenmesh/events";
-import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
+import { FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceClient } from "@tokenmesh/proto/gateway/v1/gateway";
 import { RouteInfo, type RouteRequest } from "@tokenmesh/proto/router/v1/router";
@@ -15,7 +15,7 @@ import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from "j
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
-import { scriptedRouter } from "./scripted-router.js";
+import { scriptedChunk, scriptedRouter } from "./scripted-router.js";
 
 const ADMIN_KEY = "test-admin-key-jwt-0123456789";
 const ISSUER = "https://idp.test/";
@@ -88,13 +88,7 @@ async function token(o: TokenOptions = {}): Promise<string> {
 function startRouter(): GrpcServer {
   return scriptedRouter(logger, async function* (req) {
     routed.push(req);
-    const chunk = (content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk => ({
-      id: "chatcmpl-scripted",
-      created: 1,
-      model: "test-model",
-      choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
-      usage: undefined,
-    });
+    const chunk = scriptedChunk;
     yield { route: RouteInfo.fromPartial({ model: "test-model", provider: "openai", attempts: 1 }) };
     yield { chunk: chunk("hello") };
     yield { chunk: chunk("", FinishReason.FINISH_REASON_STOP) };

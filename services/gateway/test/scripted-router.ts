@@ -1,3 +1,4 @@
+import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import { type RouteRequest, type RouteResponse, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, GrpcServer } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
@@ -30,4 +31,15 @@ export function scriptedRouter(
     },
   });
   return server;
+}
+
+/** One assistant chunk of a scripted answer from "test-model": `content`, and a finish reason on the last one. */
+export function scriptedChunk(content: string, finishReason = FinishReason.FINISH_REASON_UNSPECIFIED): ChatChunk {
+  return {
+    id: "chatcmpl-scripted",
+    created: 1,
+    model: "test-model",
+    choices: [{ index: 0, role: Role.ROLE_ASSISTANT, content, toolCalls: [], finishReason, refusal: "" }],
+    usage: undefined,
+  };
 }
