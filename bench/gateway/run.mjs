@@ -65,9 +65,16 @@ const waitHttp = async (url, ms = 60_000) => {
 if (!existsSync(join(root, "services/gateway/dist/main.js"))) {
   spawnSync("npm", ["run", "build"], { cwd: root, stdio: "inherit" });
 }
-const [natsPort, redisPort, mockPort] = [await freePort(), await freePort(), await freePort()];
+const [natsPort, redisPort, mockPort, natsMonitorPort] = [
+  await freePort(),
+  await freePort(),
+  await freePort(),
+  await freePort(),
+];
 const natsProc = start("nats", "nats-server", [
   "-js",
+  "-m",
+  String(natsMonitorPort),
   "-a",
   "127.0.0.1",
   "-p",
@@ -146,6 +153,27 @@ const watch = Object.entries({ ...pids, nats: natsProc.pid, redis: redisProc.pid
   "--watch-pid",
   `${n}=${p}`,
 ]);
+/**
+ * What one request costs the shared parts, counted rather than timed: Redis commands (INFO commandstats), NATS
+ * messages in and out (the server's /varz) and gateway requests (its own counter), read before and after the
+ * Tokenmesh run.
+ */
+const redisCli = (...a) => spawnSync("redis-cli", ["-p", String(redisPort), ...a], { encoding: "utf8" }).stdout ?? "";
+const sharedCounts = async () => {
+  const commands = {};
+  for (const line of redisCli("info", "commandstats").split("\n")) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+    if (m) commands[m[1]] = Number(m[2]);
+  }
+  const varz = await (await fetch(`http://127.0.0.1:${natsMonitorPort}/varz`)).json();
+  const metrics = await (await fetch(`${gateway}/metrics`)).text();
+  let requests = 0;
+  for (const line of metrics.split("\n")) {
+    if (line.startsWith("tokenmesh_gateway_requests_total{")) requests += Number(line.split(" ").at(-1));
+  }
+  return { commands, natsIn: varz.in_msgs, natsOut: varz.out_msgs, requests };
+};
+const before = await sharedCounts();
 const tm = run("tokenmesh", [
   "--baseline",
   mockUrl,
@@ -157,6 +185,20 @@ const tm = run("tokenmesh", [
   `Authorization: Bearer ${key}`,
   ...watch,
 ]);
+{
+  const after = await sharedCounts();
+  const n = after.requests - before.requests;
+  const per = (a, b) => ((a - b) / Math.max(1, n)).toFixed(2);
+  const redis = Object.entries(after.commands)
+    .map(([c, v]) => [c, (v - (before.commands[c] ?? 0)) / Math.max(1, n)])
+    .filter(([, v]) => v >= 0.01)
+    .sort((x, y) => y[1] - x[1]);
+  const total = redis.reduce((sum, [, v]) => sum + v, 0);
+  console.log(
+    `per request (${n} requests): redis_commands=${total.toFixed(2)} (${redis.map(([c, v]) => `${c}=${v.toFixed(2)}`).join(" ")}) ` +
+      `nats_msgs_in=${per(after.natsIn, before.natsIn)} nats_msgs_out=${per(after.natsOut, before.natsOut)}`,
+  );
+}
 mock.kill("SIGTERM");
 
 let pk;

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const consumer = await jetstream(nc).consumers.get("LLM_USAGE", { deliver_policy: DeliverPolicy.New });
   void (async () => {
     for await (const m of await consumer.consume()) {
-      // The gateway's own event (the router's llm.usage.served.v1 shares the stream and the request id).
+      // The gateway's own event (the router's llm.usage.served.v2 shares the stream and the request id).
       if (m.subject !== UsageRecordedEvent.subject) continue;
       const e = decodeEvent(UsageRecordedEvent, m.data);
       usage.set(e.requestId, e);

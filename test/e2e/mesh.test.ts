@@ -27,7 +27,7 @@ beforeAll(async () => {
   const consumer = await jetstream(nc).consumers.get("LLM_USAGE", { deliver_policy: DeliverPolicy.New });
   void (async () => {
     for await (const m of await consumer.consume()) {
-      // The stream also holds the router's reports (llm.usage.served.v1) of the same requests.
+      // The stream also holds the router's reports (llm.usage.served.v2) of the same requests.
       if (m.subject !== UsageRecordedEvent.subject) continue;
       const e = decodeEvent(UsageRecordedEvent, m.data);
       usage.set(e.requestId, e);

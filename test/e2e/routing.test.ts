@@ -1,6 +1,6 @@
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { decodeEvent, UsageRecordedEvent, UsageServedEvent } from "@tokenmesh/events";
+import { decodeEvent, UsageRecordedEvent, UsageServedBatchEvent } from "@tokenmesh/events";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { waitFor } from "@tokenmesh/testing";
 import OpenAI from "openai";
@@ -30,9 +30,8 @@ beforeAll(async () => {
       if (m.subject === UsageRecordedEvent.subject) {
         const e = decodeEvent(UsageRecordedEvent, m.data);
         recorded.set(e.requestId, e);
-      } else if (m.subject === UsageServedEvent.subject) {
-        const e = decodeEvent(UsageServedEvent, m.data);
-        served.set(e.requestId, e);
+      } else if (m.subject === UsageServedBatchEvent.subject) {
+        for (const e of decodeEvent(UsageServedBatchEvent, m.data).reports) served.set(e.requestId, e);
       }
     }
   })();

@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decodeEvent, Subjects, UsageRecordedEvent } from "@tokenmesh/events";
+import { decodeEvent, Subjects, UsageRecordedEvent, UsageServedBatchEvent } from "@tokenmesh/events";
 import type { RecordedRequest } from "@tokenmesh/testing";
 import type { Redis } from "ioredis";
 import type { Outcome } from "./load.js";
@@ -190,16 +190,21 @@ export async function readLedger(options: {
     const consumer = await jetstream(options.nc).consumers.get(UsageRecordedEvent.stream);
     const messages = await consumer.consume();
     for await (const m of messages) {
-      const e = decodeEvent(UsageRecordedEvent, m.data);
-      reports.push({
-        requestId: e.requestId,
-        keyId: e.keyId,
-        input: e.inputTokens,
-        output: e.outputTokens,
-        source: m.subject === Subjects.usageServed ? "served" : "recorded",
-        reservationId: e.reservationId,
-        model: e.model,
-      });
+      const served = m.subject === Subjects.usageServedBatch;
+      const events = served
+        ? decodeEvent(UsageServedBatchEvent, m.data).reports
+        : [decodeEvent(UsageRecordedEvent, m.data)];
+      for (const e of events) {
+        reports.push({
+          requestId: e.requestId,
+          keyId: e.keyId,
+          input: e.inputTokens,
+          output: e.outputTokens,
+          source: served || m.subject === Subjects.usageServed ? "served" : "recorded",
+          reservationId: e.reservationId,
+          model: e.model,
+        });
+      }
       if (m.seq >= last) break;
     }
     await messages.close();

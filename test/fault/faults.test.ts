@@ -258,7 +258,7 @@ describe("the mesh under faults", () => {
 /** True when no usage report waits in a publisher's outbox or journal, or in cost's consumers. */
 async function quiescent(nc: Awaited<ReturnType<typeof connect>>, redisClient: Redis): Promise<boolean> {
   const jsm = await jetstreamManager(nc);
-  for (const durable of ["cost-ledger", "cost-ledger-served"]) {
+  for (const durable of ["cost-ledger", "cost-ledger-served", "cost-ledger-served-batch"]) {
     const info = await jsm.consumers.info("LLM_USAGE", durable);
     if (info.num_pending > 0 || info.num_ack_pending > 0) return false;
   }

@@ -27,5 +27,6 @@ export {
   jobUpdatedSubject,
   Subjects,
   UsageRecordedEvent,
+  UsageServedBatchEvent,
   UsageServedEvent,
 } from "./subjects.js";

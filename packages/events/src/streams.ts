@@ -14,7 +14,7 @@ const DAY_NS = nanos(24 * 60 * 60 * 1000);
 export const StreamSpecs: Record<string, Partial<StreamConfig> & { name: string; subjects: string[] }> = {
   LLM_USAGE: {
     name: "LLM_USAGE",
-    subjects: [Subjects.usageRecorded, Subjects.usageServed],
+    subjects: [Subjects.usageRecorded, Subjects.usageServed, Subjects.usageServedBatch],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: 30 * DAY_NS,

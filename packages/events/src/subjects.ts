@@ -5,13 +5,19 @@ import {
   JobCallback,
   JobSubmitted,
   UsageRecorded,
+  UsageServedBatch,
 } from "@tokenmesh/proto/events/v1/events";
 
 /** Every NATS subject Tokenmesh uses. Declared here only. */
 export const Subjects = {
   usageRecorded: "llm.usage.recorded.v1",
-  /** What a provider (or the local engine) served for a request, published by the router that called it. */
+  /**
+   * What a provider (or the local engine) served for a request, one report per message, from routers of earlier
+   * releases: still consumed, so a rolling upgrade loses none of their reports.
+   */
   usageServed: "llm.usage.served.v1",
+  /** What the providers served, in batches of reports, published by the routers that called them. */
+  usageServedBatch: "llm.usage.served.v2",
   budgetThreshold: "llm.budget.threshold.v1",
   guardDecision: "llm.guard.decision.v1",
   jobSubmitted: "llm.jobs.submitted.v1",
@@ -59,14 +65,24 @@ export const UsageRecordedEvent: EventType<UsageRecorded> = {
 };
 
 /**
- * The router's record of what the providers served a request (`Nats-Msg-Id` = `<request id>:served`): it reaches the
- * ledger even when the gateway dies, or the client leaves, before the gateway's own event says so. The ledger
- * bills each request once, at the larger of its two reports.
+ * A router's record of what the providers served one request (`Nats-Msg-Id` = `<request id>:served`), as routers of
+ * earlier releases published it; the cost service still consumes it (see {@link UsageServedBatchEvent}).
  */
 export const UsageServedEvent: EventType<UsageRecorded> = {
   subject: Subjects.usageServed,
   stream: "LLM_USAGE",
   codec: UsageRecorded,
+};
+
+/**
+ * The routers' records of what the providers served, a batch per message (`Nats-Msg-Id` = `<source>:<sequence>`):
+ * they reach the ledger even when the gateway dies, or the client leaves, before the gateway's own event says so.
+ * The ledger bills each request once, at the largest of its reports.
+ */
+export const UsageServedBatchEvent: EventType<UsageServedBatch> = {
+  subject: Subjects.usageServedBatch,
+  stream: "LLM_USAGE",
+  codec: UsageServedBatch,
 };
 
 export const BudgetThresholdEvent: EventType<BudgetThresholdCrossed> = {

@@ -69,7 +69,7 @@ describe("events over JetStream", () => {
     const jsm = await jetstreamManager(nc);
     await ensureStreams(jsm, ["LLM_USAGE", "LLM_USAGE", "LLM_DEADLETTER"]);
     const info = await jsm.streams.info("LLM_USAGE");
-    expect(info.config.subjects).toEqual(["llm.usage.recorded.v1", "llm.usage.served.v1"]);
+    expect(info.config.subjects).toEqual(["llm.usage.recorded.v1", "llm.usage.served.v1", "llm.usage.served.v2"]);
     expect(info.config.storage).toBe("file");
   });
 

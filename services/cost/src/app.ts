@@ -16,7 +16,7 @@ import { Redis } from "ioredis";
 import { CatalogPriceTable, type PriceTable } from "./adapters/price-table.js";
 import { type RecordResult, RedisLedger } from "./adapters/redis-ledger.js";
 import type { CostConfig } from "./config.js";
-import { startUsageSubscriber } from "./events/usage.subscriber.js";
+import { startServedBatchSubscriber, startUsageSubscriber } from "./events/usage.subscriber.js";
 import { costHandlers } from "./grpc/cost.handlers.js";
 import { costMetrics } from "./metrics.js";
 
@@ -40,6 +40,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
   let nc: NatsConnection | undefined;
   let consumer: EventConsumer | undefined;
   let servedConsumer: EventConsumer | undefined;
+  let legacyServedConsumer: EventConsumer | undefined;
   let publisher: EventPublisher | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   // Commands issued in the same tick share one round trip: the consumer's handlers run many at once.
@@ -76,7 +77,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
   lifecycle.onShutdown("usage consumer: stop", ShutdownPhase.StopIntake, async () => {
     clearInterval(sweepTimer);
     catalogPrices?.stop();
-    await Promise.all([consumer?.stop(), servedConsumer?.stop()]);
+    await Promise.all([consumer?.stop(), servedConsumer?.stop(), legacyServedConsumer?.stop()]);
   });
   lifecycle.onShutdown("alerts: flush", ShutdownPhase.FlushEvents, async () => {
     publisher?.close();
@@ -111,17 +112,25 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
         ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       });
       // What the routers report providers served: it reaches the ledger even when a gateway's event never comes.
-      servedConsumer = await startUsageSubscriber({
+      const shared = {
         js,
         jsm,
         logger,
         ledger,
         prices,
         publisher,
-        type: UsageServedEvent,
-        durable: `${config.COST_CONSUMER_NAME}-served`,
         concurrency: config.COST_CONSUMER_CONCURRENCY,
         ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
+      };
+      servedConsumer = await startServedBatchSubscriber({
+        ...shared,
+        durable: `${config.COST_CONSUMER_NAME}-served-batch`,
+      });
+      // Single reports from routers of earlier releases, still read during (and after) a rolling upgrade.
+      legacyServedConsumer = await startUsageSubscriber({
+        ...shared,
+        type: UsageServedEvent,
+        durable: `${config.COST_CONSUMER_NAME}-served`,
       });
       await sweep();
       sweepTimer = setInterval(() => void sweep(), config.COST_SWEEP_INTERVAL_MS);

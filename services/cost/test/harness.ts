@@ -12,6 +12,7 @@ import {
   jetstreamManager,
   type NatsConnection,
   UsageRecordedEvent,
+  UsageServedBatchEvent,
 } from "@tokenmesh/events";
 import { CostServiceClient } from "@tokenmesh/proto/cost/v1/cost";
 import { type BudgetThresholdCrossed, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
@@ -93,6 +94,12 @@ export async function busClient(natsUrl: string) {
     /** Publishes a usage event; `msgId` defaults to the request id (the gateway's choice). */
     publishUsage(event: UsageRecorded, msgId = event.requestId) {
       return js.publish(UsageRecordedEvent.subject, encodeEvent(UsageRecordedEvent, event), { msgID: msgId });
+    },
+    /** Publishes a router's batch of served-usage reports (`llm.usage.served.v2`). */
+    publishServed(reports: UsageRecorded[], msgId: string, source = "router-test") {
+      return js.publish(UsageServedBatchEvent.subject, encodeEvent(UsageServedBatchEvent, { reports, source }), {
+        msgID: msgId,
+      });
     },
     /** Every alert stored in LLM_BUDGET since this client started, for which `match` holds. */
     async alerts(match: (a: BudgetThresholdCrossed) => boolean): Promise<BudgetThresholdCrossed[]> {

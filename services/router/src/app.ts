@@ -29,8 +29,8 @@ import { routerHandlers } from "./grpc/router.handlers.js";
 import { routerMetrics } from "./metrics.js";
 
 /**
- * A served-usage report is journaled in Redis as it is accepted (no delay): the router is the only reporter of a
- * request whose gateway died, so its report must survive the router's own death the moment after it was made.
+ * A batch of served-usage reports is journaled in Redis as it is handed to the outbox (no delay): the router is the
+ * only reporter of a request whose gateway died, so its report must survive the router's own death once published.
  */
 const JOURNAL_AFTER_MS = 0;
 /** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
@@ -121,7 +121,10 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
   });
   let nc: NatsConnection | undefined;
   let publisher: EventPublisher | undefined;
-  const served = new JetStreamServedUsage(() => publisher, logger);
+  const served = new JetStreamServedUsage(() => publisher, logger, {
+    flushMs: config.ROUTER_USAGE_FLUSH_MS,
+    maxBatch: 256,
+  });
   // Time to first token per model, shared through Redis: hedging waits and `auto`'s latency tie-break.
   const latency = new RedisLatencyStats(redis, logger.child({ component: "latency" }), {
     prefix: config.ROUTER_REDIS_PREFIX,
@@ -139,9 +142,10 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
   // Speculative slow answers nobody waits for still finish (and report their usage) before events are flushed.
   lifecycle.onShutdown("upgrades: finish slow runs", ShutdownPhase.Drain, () => upgrades.settled());
   lifecycle.onShutdown("latency: last write", ShutdownPhase.FlushEvents, () => latency.stop());
-  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () =>
-    publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2)),
-  );
+  lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () => {
+    served.flush();
+    return publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2));
+  });
   lifecycle.onShutdown("nats: drain", ShutdownPhase.CloseConnections, () => nc?.drain());
   // After the gRPC drain: in-flight streams still need the providers, inference, the breaker and the cache until
   // they end; quit lets the cache writes already sent to Redis finish first.

@@ -35,6 +35,12 @@ export const RouterConfigSchema = z.object({
         message: "expected postgres://…, postgresql://…, memory:// or file://<directory>",
       }),
   ),
+  /**
+   * The longest a served-usage report waits to be published with others as one `llm.usage.served.v2` message. Longer
+   * batches cost the bus and the ledger less per request; a router killed (not stopped) loses the reports of this
+   * window, which matters only for requests whose gateway died too.
+   */
+  ROUTER_USAGE_FLUSH_MS: z.coerce.number().int().min(1).max(1_000).default(20),
   /** Most connections to the semantic cache's PostgreSQL server. */
   ROUTER_SEMANTIC_CACHE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
 });

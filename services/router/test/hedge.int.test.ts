@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { decodeEvent, UsageServedEvent } from "@tokenmesh/events";
+import { decodeEvent, UsageServedBatchEvent } from "@tokenmesh/events";
 import { ChatRequest, type Usage } from "@tokenmesh/proto/common/v1/chat";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { type RouteInfo, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
@@ -97,13 +97,13 @@ describe("hedged requests through the router", () => {
     return waitFor(
       async () => {
         const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
-          filter_subjects: UsageServedEvent.subject,
+          filter_subjects: UsageServedBatchEvent.subject,
           deliver_policy: DeliverPolicy.All,
         });
-        const batch = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
-        for await (const m of batch) {
-          const e = decodeEvent(UsageServedEvent, m.data);
-          if (e.requestId === requestId && ok(e)) return e;
+        const messages = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
+        for await (const m of messages) {
+          const e = decodeEvent(UsageServedBatchEvent, m.data).reports.find((r) => r.requestId === requestId && ok(r));
+          if (e !== undefined) return e;
         }
         return undefined;
       },

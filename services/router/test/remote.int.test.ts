@@ -6,7 +6,7 @@ import { connect } from "@nats-io/transport-node";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { decodeEvent, UsageServedEvent } from "@tokenmesh/events";
+import { decodeEvent, UsageServedBatchEvent } from "@tokenmesh/events";
 import { type ChatChunk, ChatRequest } from "@tokenmesh/proto/common/v1/chat";
 import { type RouteResponse, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
@@ -214,20 +214,21 @@ describe("router calling remote providers in-process", () => {
     expect(await openai.requests[0]!.closed).toBe("aborted");
   });
 
-  it("reports what the provider served on llm.usage.served.v1: exact when complete, estimated when cancelled", async () => {
+  it("reports what the provider served on llm.usage.served.v2: exact when complete, estimated when cancelled", async () => {
     const nc = await connect({ servers: inject("natsUrl") });
     try {
       const servedFor = (requestId: string) =>
         waitFor(
           async () => {
             const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
-              filter_subjects: UsageServedEvent.subject,
+              filter_subjects: UsageServedBatchEvent.subject,
               deliver_policy: DeliverPolicy.All,
             });
-            const batch = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
-            for await (const m of batch) {
-              const e = decodeEvent(UsageServedEvent, m.data);
-              if (e.requestId === requestId) return { e, msgId: m.headers?.get("Nats-Msg-Id") };
+            const messages = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
+            for await (const m of messages) {
+              const batch = decodeEvent(UsageServedBatchEvent, m.data);
+              const e = batch.reports.find((r) => r.requestId === requestId);
+              if (e !== undefined) return { e, batch, msgId: m.headers?.get("Nats-Msg-Id") };
             }
             return undefined;
           },
@@ -246,7 +247,9 @@ describe("router calling remote providers in-process", () => {
         out.push(msg);
       const usage = out.find((m) => m.chunk?.usage)?.chunk?.usage;
       const exact = await servedFor(complete.requestId);
-      expect(exact.msgId).toBe(`${complete.requestId}:served`);
+      // One message per batch, named by the router that sent it and the batch's sequence.
+      expect(exact.batch.source).toMatch(/^router-[0-9a-f]{12}$/);
+      expect(exact.msgId).toMatch(new RegExp(`^${exact.batch.source}:[1-9][0-9]*$`));
       expect(exact.e).toMatchObject({
         keyId: "k",
         model: "gpt",

@@ -7,6 +7,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   UsageRecordedEvent,
+  UsageServedBatchEvent,
 } from "@tokenmesh/events";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
@@ -26,7 +27,7 @@ export interface UsageSubscriberOptions {
   publisher: EventPublisher;
   /** Durable consumer name, shared by every cost replica (`cost-ledger`). */
   durable: string;
-  /** The usage subject to consume: the gateway's `llm.usage.recorded.v1` (default) or the router's `llm.usage.served.v1`. */
+  /** The usage subject to consume: the gateway's `llm.usage.recorded.v1` (default) or `llm.usage.served.v1` (single reports). */
   type?: EventType<UsageRecorded>;
   /** Events handled at once by this replica; they are recorded in batches. */
   concurrency: number;
@@ -59,46 +60,79 @@ export interface UsageSubscriberOptions {
  * comes after the budget stream's duplicate window (10 min) — i.e. every cost replica down that long.
  */
 export function startUsageSubscriber(options: UsageSubscriberOptions): Promise<EventConsumer> {
-  const { ledger, prices, publisher, logger } = options;
+  const record = reportRecorder(options);
   return consumeEvents({
     js: options.js,
     jsm: options.jsm,
-    logger,
+    logger: options.logger,
     type: options.type ?? UsageRecordedEvent,
     durable: options.durable,
     concurrency: options.concurrency,
-    handler: async (event, delivery: Delivery) => {
-      const now = new Date();
-      const served = event.model || event.modelRequested;
-      const pricing = served ? prices.lookup(served) : undefined;
-      if (served && !pricing && !event.cacheHit) costMetrics.unknownModel.inc({ model: served });
-      const entry = toLedgerEntry(event, pricing?.price, `seq:${delivery.streamSequence}`, now);
-      const result = await ledger.record(entry);
-      if (result.duplicate) {
-        costMetrics.events.inc({ outcome: "duplicate" });
-      } else {
-        costMetrics.events.inc({ outcome: "recorded" });
-        if (entry.costNano > 0)
-          costMetrics.costUsd.inc({ model: entry.model, team: entry.team }, nanoToUsd(entry.costNano));
-      }
-      await options.afterRecord?.(entry.requestId, delivery, result);
-      if (result.alerts.length > 0) {
-        await publishAlerts(publisher, result.alerts, now);
-        await ledger.clearAlerts(entry.requestId);
-        for (const a of result.alerts) {
-          logger.info(
-            {
-              scope: a.scope,
-              id: a.id,
-              period: a.period,
-              period_key: a.periodKey,
-              threshold: a.threshold,
-              request_id: entry.requestId,
-            },
-            "budget threshold crossed",
-          );
-        }
-      }
+    handler: (event, delivery) => record(event, delivery, `seq:${delivery.streamSequence}`),
+  });
+}
+
+/**
+ * Consumes the routers' batches of served-usage reports (`llm.usage.served.v2`): each report is recorded as the
+ * single reports are (exactly once per request, at the largest report), and the batch is acknowledged once every
+ * report in it is; a crash midway redelivers the batch, whose recorded reports then add nothing.
+ */
+export function startServedBatchSubscriber(options: Omit<UsageSubscriberOptions, "type">): Promise<EventConsumer> {
+  const record = reportRecorder(options);
+  return consumeEvents({
+    js: options.js,
+    jsm: options.jsm,
+    logger: options.logger,
+    type: UsageServedBatchEvent,
+    durable: options.durable,
+    concurrency: options.concurrency,
+    handler: async (batch, delivery) => {
+      // Every report is taken as far as it goes before the batch is settled, so a redelivery repeats no work in flight.
+      const results = await Promise.allSettled(
+        batch.reports.map((report, i) => record(report, delivery, `seq:${delivery.streamSequence}:${i}`)),
+      );
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
     },
   });
+}
+
+/** Records one usage report in the ledger, then publishes the budget alerts it raised (see above). */
+function reportRecorder(
+  options: Omit<UsageSubscriberOptions, "type">,
+): (event: UsageRecorded, delivery: Delivery, fallbackRequestId: string) => Promise<void> {
+  const { ledger, prices, publisher, logger } = options;
+  return async (event, delivery, fallbackRequestId) => {
+    const now = new Date();
+    const served = event.model || event.modelRequested;
+    const pricing = served ? prices.lookup(served) : undefined;
+    if (served && !pricing && !event.cacheHit) costMetrics.unknownModel.inc({ model: served });
+    const entry = toLedgerEntry(event, pricing?.price, fallbackRequestId, now);
+    const result = await ledger.record(entry);
+    if (result.duplicate) {
+      costMetrics.events.inc({ outcome: "duplicate" });
+    } else {
+      costMetrics.events.inc({ outcome: "recorded" });
+      if (entry.costNano > 0)
+        costMetrics.costUsd.inc({ model: entry.model, team: entry.team }, nanoToUsd(entry.costNano));
+    }
+    await options.afterRecord?.(entry.requestId, delivery, result);
+    if (result.alerts.length > 0) {
+      await publishAlerts(publisher, result.alerts, now);
+      await ledger.clearAlerts(entry.requestId);
+      for (const a of result.alerts) {
+        logger.info(
+          {
+            scope: a.scope,
+            id: a.id,
+            period: a.period,
+            period_key: a.periodKey,
+            threshold: a.threshold,
+            request_id: entry.requestId,
+          },
+          "budget threshold crossed",
+        );
+      }
+    }
+  };
 }

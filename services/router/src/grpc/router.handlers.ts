@@ -39,7 +39,7 @@ export interface RouterHandlerDeps {
   cache?: ResponseCache<ChatChunk> | undefined;
   /** The semantic cache (pgvector), behind the exact one; without one, `routes.semantic_cache` is ignored. */
   semantic?: Pick<SemanticCache, "open"> | undefined;
-  /** Where what the providers served each request is reported (llm.usage.served.v1). */
+  /** Where what the providers served each request is reported (llm.usage.served.v2). */
   served?: ServedUsageSink | undefined;
   /** Recent time to first token per model (hedging waits, `auto`'s latency tie-break); none: no hedging by percentile. */
   latency?: LatencyStats | undefined;
@@ -225,24 +225,18 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
       // What the providers served is reported as soon as it is known (and again if it grows): a router that dies
       // while forwarding an answer has already said what it cost.
       let outcome = "error";
-      let reports = 0;
       const traceId = currentTraceIds().traceId;
       const tally = new ServedUsage(
         () => estimateMessageTokens(request.messages),
         (totals) => {
-          served?.record(
-            req.context,
-            totals,
-            {
-              modelRequested: request.model,
-              // The provider's own count means the answer completed; an estimate ended early.
-              status: totals.estimated ? (ctx.signal.aborted ? "cancelled" : outcome) : "ok",
-              endpoint: "chat",
-              stream: request.stream,
-              traceId,
-            },
-            reports++,
-          );
+          served?.record(req.context, totals, {
+            modelRequested: request.model,
+            // The provider's own count means the answer completed; an estimate ended early.
+            status: totals.estimated ? (ctx.signal.aborted ? "cancelled" : outcome) : "ok",
+            endpoint: "chat",
+            stream: request.stream,
+            traceId,
+          });
         },
       );
       // One attempt on one model. Its time to first token feeds the latency statistics; `hedge` marks an attempt
