@@ -38,6 +38,7 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "512" },
     threads: { type: "string", default: "0" },
     runs: { type: "string", default: "5" },
+    warmup: { type: "string", default: "20" },
     cases: { type: "string", default: "raw,svc,mesh" },
     json: { type: "boolean", default: false },
     "keep-service": { type: "boolean", default: false },
@@ -48,6 +49,7 @@ const slots = int(args.slots, "slots");
 const tokens = int(args.tokens, "tokens");
 const threads = int(args.threads, "threads", 0);
 const runs = int(args.runs, "runs");
+const warmups = int(args.warmup, "warmup");
 const cases = new Set(args.cases.split(","));
 for (const c of cases)
   if (!["raw", "svc", "mesh"].includes(c)) throw new Error(`--cases: unknown case ${c} (raw, svc, mesh)`);
@@ -278,7 +280,10 @@ try {
   );
   const plan = groups.flat();
   for (const p of plan) samples[p.name] = [];
-  for (const p of plan) await measure(p.stream, p.n, 1000); // warm-up: code paths, KV buffers, channels, connections
+  // Warm-up of every case alike: code paths (V8 optimises a function only after many calls: one request leaves the
+  // mesh's request path interpreted, several ms per request), KV buffers, channels, connections.
+  for (let w = 0; w < warmups; w++) for (const p of plan) await measure(p.stream, p.n, 1000 + w * slots);
+  log(`warmed up: ${warmups} round(s) of every case`);
   for (let r = 0; r < runs; r++) {
     // Alternate the order within each stream count (raw, svc, mesh / mesh, svc, raw) so that drift in background
     // load does not favour one side.

@@ -53,6 +53,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
     reservationTimeoutMs: config.COST_RESERVATION_TIMEOUT_MS,
     retentionDays: config.COST_LEDGER_RETENTION_DAYS,
     maxBatch: config.COST_RECORD_BATCH,
+    lingerMs: config.COST_RECORD_LINGER_MS,
   });
   const host = new ServiceHost({
     logger,

@@ -21,6 +21,8 @@ export const CostConfigSchema = z.object({
   COST_CONSUMER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(512),
   /** Most usage events recorded by one Redis script call. */
   COST_RECORD_BATCH: z.coerce.number().int().min(1).max(2048).default(256),
+  /** How long a usage event waits for others to share its ledger script call (ms; 0: same event-loop turn only). */
+  COST_RECORD_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(5),
   /** A reservation whose usage never arrives is released after this long (longer than any request). */
   COST_RESERVATION_TIMEOUT_MS: env.duration(15 * 60_000),
   /** How often expired reservations are released and the held gauge refreshed. */

@@ -61,6 +61,12 @@ export interface LedgerOptions {
   retentionDays: number;
   /** Most events recorded by one script call. */
   maxBatch: number;
+  /**
+   * How long an event waits for others to share its script call (ms; 0: only the events of the same turn of the
+   * event loop). Off the request path: a few ms turn one Redis call (and one NATS ack write) per event into one per
+   * batch at a few hundred events a second.
+   */
+  lingerMs?: number;
 }
 
 /** The outcome of recording one usage event. */
@@ -130,8 +136,8 @@ function parseAlerts(json: string): BudgetAlert[] {
  * The usage ledger, budgets and reservations in Redis. Every state change is one Lua script, so it is atomic
  * across any number of cost replicas sharing the Redis server.
  *
- * `record` batches: events arriving in the same turn of the event loop (up to `maxBatch`) go to Redis in one
- * script call, each still guarded on its own by its request id. A failed call fails every event of its batch,
+ * `record` batches: events arriving within `lingerMs` of the first (or in the same turn of the event loop; up to
+ * `maxBatch`) go to Redis in one script call, each still guarded on its own by its request id. A failed call fails every event of its batch,
  * and they are redelivered; the ones that were counted are then recognised as duplicates.
  */
 export class RedisLedger {
@@ -158,7 +164,9 @@ export class RedisLedger {
       if (this.queue.length >= this.options.maxBatch) this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        const linger = this.options.lingerMs ?? 0;
+        if (linger > 0) setTimeout(() => this.flush(), linger);
+        else setImmediate(() => this.flush());
       }
     });
   }
