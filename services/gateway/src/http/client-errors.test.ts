@@ -37,10 +37,43 @@ const openAIError = (code: string) => ({
   error: expect.objectContaining({ message: expect.any(String), type: "invalid_request_error", code, param: null }),
 });
 
+/** Like `raw`, but the request's body follows the head in `pieces` writes, a tick apart, as a slow upload arrives. */
+function rawInPieces(head: string, body: Buffer, pieces: number): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", reject);
+    socket.on("close", () => {
+      const text = Buffer.concat(chunks).toString();
+      const [h = "", b = ""] = text.split("\r\n\r\n");
+      resolve({ status: Number(h.split(" ")[1]), body: JSON.parse(b) });
+    });
+    socket.write(head);
+    const size = Math.ceil(body.length / pieces);
+    let at = 0;
+    const next = () => {
+      if (at >= body.length || socket.destroyed) return;
+      socket.write(body.subarray(at, at + size));
+      at += size;
+      setTimeout(next, 1);
+    };
+    setTimeout(next, 1);
+  });
+}
+
 describe("requests refused before any route", () => {
   it("answers headers over Node's limit 431 in OpenAI's error format", async () => {
     const res = await raw(`GET /v1/models/a HTTP/1.1\r\nHost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`);
     expect(res).toEqual({ status: 431, body: openAIError("request_headers_too_large") });
+  });
+
+  it("lets a client refused by the parser finish sending a large body and read its 400", async () => {
+    const body = Buffer.alloc(1024 * 1024, "a");
+    const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\u0000: \r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const res = await rawInPieces(head, body, 32);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(openAIError("invalid_http_request"));
   });
 
   it("answers a request Node cannot parse 400 in OpenAI's error format", async () => {
