@@ -19,25 +19,14 @@ afterAll(() => app.close());
 
 /** Sends raw bytes and reads until the server closes: the status and the parsed JSON body. */
 function raw(request: string): Promise<{ status: number; body: unknown }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect({ host: "127.0.0.1", port });
-    socket.on("data", (c: Buffer) => chunks.push(c));
-    socket.on("error", reject);
-    socket.on("close", () => {
-      const text = Buffer.concat(chunks).toString();
-      const [head = "", body = ""] = text.split("\r\n\r\n");
-      resolve({ status: Number(head.split(" ")[1]), body: JSON.parse(body) });
-    });
-    socket.write(request);
-  });
+  return rawInPieces(request, Buffer.alloc(0), 1);
 }
 
 const openAIError = (code: string) => ({
   error: expect.objectContaining({ message: expect.any(String), type: "invalid_request_error", code, param: null }),
 });
 
-/** Like `raw`, but the request's body follows the head in `pieces` writes, a tick apart, as a slow upload arrives. */
+/** Sends `head`, then `body` in `pieces` writes a tick apart (as a slow upload arrives), and reads until the server closes. */
 function rawInPieces(head: string, body: Buffer, pieces: number): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
