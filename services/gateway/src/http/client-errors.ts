@@ -7,6 +7,9 @@ import { mintRequestId } from "../domain/request-id.js";
 /** How long a refused connection may go on sending (read and dropped) before it is cut. */
 const LINGER_MS = 2_000;
 
+/** Connections answered by `answerClientError`, lingering until the client is done or `LINGER_MS` is up. */
+const refused = new WeakSet<Duplex>();
+
 function refusal(code: string | undefined): { status: number; error: AppError } {
   switch (code) {
     case "HPE_HEADER_OVERFLOW":
@@ -43,13 +46,17 @@ function errorBody(error: AppError): string {
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
-  // The parser reports every later chunk too; one answer per connection. A response already started on this
-  // connection cannot be followed by another.
+  // Once a connection is refused, Node's parser reports every later chunk of it again (and its end): those chunks are
+  // what the linger reads and drops. Cutting the connection here instead reset it while the client was still sending,
+  // and a client that had not read the answer yet got EPIPE instead of its 400 (the fuzz suite found it).
+  if (refused.has(socket)) return;
+  // A response already started on this connection cannot be followed by another.
   const started = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
   if (socket.writableEnded || started || !socket.writable) {
     socket.destroy();
     return;
   }
+  refused.add(socket);
   const { status, error } = refusal(err.code);
   const body = errorBody(error);
   socket.end(
