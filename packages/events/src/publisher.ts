@@ -96,6 +96,7 @@ export class EventPublisher {
   private sending = 0;
   private backoffMs = 0;
   private paused = false;
+  private pumpScheduled = false;
   private closed = false;
   private readonly capacity: number;
   private readonly window: number;
@@ -148,7 +149,7 @@ export class EventPublisher {
     }
     this.queue.push(entry);
     metrics.depth.set({ publisher: this.options.name }, this.depth);
-    this.pump();
+    this.schedulePump();
     return acked;
   }
 
@@ -245,6 +246,20 @@ export class EventPublisher {
   close(): void {
     this.closed = true;
     this.stopRecovery();
+  }
+
+  /**
+   * Sends what was accepted at the end of this turn of the event loop rather than at once: events accepted in one
+   * turn (requests finishing on the same batch of socket reads) then leave in one socket write, their acks come
+   * back in one read, instead of a write and a read each. The wait is one turn, not a timer.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   private pump(): void {
