@@ -21,6 +21,7 @@ import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody, servedVer
 import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 import { parseBody } from "./parse-body.js";
+import { writeThisTurn } from "./stream-write.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;
@@ -123,7 +124,7 @@ export function registerAnthropicRoutes(
         ...rateHeaders(started.rate),
       });
       const write = (events: AnthropicEvent[]) => {
-        if (events.length > 0 && !raw.destroyed) raw.write(events.map(sse).join(""));
+        if (events.length > 0 && !raw.destroyed) writeThisTurn(raw, events.map(sse).join(""));
       };
       const ping = setInterval(() => write([{ event: "ping", data: { type: "ping" } }]), PING_INTERVAL_MS);
       ping.unref();

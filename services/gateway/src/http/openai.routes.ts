@@ -7,6 +7,7 @@ import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody } from "./openai.schema.js";
 import { parseBody } from "./parse-body.js";
+import { writeThisTurn } from "./stream-write.js";
 import { routeHeaders, routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
@@ -72,9 +73,9 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
     try {
       for await (const chunk of started.chunks) {
         if (chunk.choices.length === 0 && !includeUsage) continue;
-        raw.write(`data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`);
+        writeThisTurn(raw, `data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`);
       }
-      if (started.route.upgradeId) raw.write(upgradeEvent(started.route.upgradeId));
+      if (started.route.upgradeId) writeThisTurn(raw, upgradeEvent(started.route.upgradeId));
       raw.end("data: [DONE]\n\n");
       metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
       metrics.duration.observe({ api: "http", endpoint: "chat" }, reply.elapsedTime / 1000);
