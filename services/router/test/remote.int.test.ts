@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -49,6 +49,41 @@ function catalogYaml(openai: string, anthropic: string): string {
   ].join("\n");
 }
 
+/** The router's served-usage report of `requestId` as stored in JetStream, with its batch and message id, if any. */
+async function servedReport(nc: NatsConnection, requestId: string) {
+  const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
+    filter_subjects: UsageServedBatchEvent.subject,
+    deliver_policy: DeliverPolicy.All,
+  });
+  const messages = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
+  for await (const m of messages) {
+    const batch = decodeEvent(UsageServedBatchEvent, m.data);
+    const e = batch.reports.find((r) => r.requestId === requestId);
+    if (e !== undefined) return { e, batch, msgId: m.headers?.get("Nats-Msg-Id") };
+  }
+  return undefined;
+}
+
+/** A router on free ports with the test's catalog; `env` adds or overrides its configuration. */
+async function startRouter(catalogPath: string, env: Record<string, string> = {}): Promise<RouterApp> {
+  const config = RouterConfigSchema.parse({
+    LOG_LEVEL: "silent",
+    REDIS_URL: inject("redisUrl"),
+    NATS_URL: inject("natsUrl"),
+    // Nothing listens there: remote models must not need inference.
+    INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
+    ROUTER_HOST: "127.0.0.1",
+    ROUTER_GRPC_PORT: "0",
+    ROUTER_OPS_PORT: "0",
+    MESH_CONFIG: catalogPath,
+    ROUTER_REDIS_PREFIX: `${uniqueName("router-remote")}:`,
+    ...env,
+  });
+  const app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
+  await app.start();
+  return app;
+}
+
 describe("router calling remote providers in-process", () => {
   let dir: string;
   let openai: FakeUpstream;
@@ -66,20 +101,7 @@ describe("router calling remote providers in-process", () => {
     dir = await mkdtemp(join(tmpdir(), "router-remote-"));
     const catalogPath = join(dir, "mesh.yaml");
     await writeFile(catalogPath, catalogYaml(openai.url, anthropic.url));
-    const config = RouterConfigSchema.parse({
-      LOG_LEVEL: "silent",
-      REDIS_URL: inject("redisUrl"),
-      NATS_URL: inject("natsUrl"),
-      // Nothing listens there: remote models must not need inference.
-      INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
-      ROUTER_HOST: "127.0.0.1",
-      ROUTER_GRPC_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      MESH_CONFIG: catalogPath,
-      ROUTER_REDIS_PREFIX: `${uniqueName("router-remote")}:`,
-    });
-    app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
-    await app.start();
+    app = await startRouter(catalogPath);
     client = createGrpcClient(RouterServiceClient, `127.0.0.1:${app.host.grpcPort}`);
   });
 
@@ -218,22 +240,10 @@ describe("router calling remote providers in-process", () => {
     const nc = await connect({ servers: inject("natsUrl") });
     try {
       const servedFor = (requestId: string) =>
-        waitFor(
-          async () => {
-            const consumer = await jetstream(nc).consumers.get("LLM_USAGE", {
-              filter_subjects: UsageServedBatchEvent.subject,
-              deliver_policy: DeliverPolicy.All,
-            });
-            const messages = await consumer.fetch({ max_messages: 10_000, expires: 1_000 });
-            for await (const m of messages) {
-              const batch = decodeEvent(UsageServedBatchEvent, m.data);
-              const e = batch.reports.find((r) => r.requestId === requestId);
-              if (e !== undefined) return { e, batch, msgId: m.headers?.get("Nats-Msg-Id") };
-            }
-            return undefined;
-          },
-          { timeoutMs: 10_000, description: `served usage of ${requestId}` },
-        );
+        waitFor(() => servedReport(nc, requestId), {
+          timeoutMs: 10_000,
+          description: `served usage of ${requestId}`,
+        });
       const complete = ctx();
       const out: RouteResponse[] = [];
       for await (const msg of callStream(client.route.bind(client), {
@@ -315,5 +325,35 @@ describe("router calling remote providers in-process", () => {
     expect(body).toMatch(
       /gen_ai_client_operation_duration_seconds_count\{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-down",error_type="UNAVAILABLE"\} [1-9]/,
     );
+  });
+});
+
+describe("a router stopped gracefully", () => {
+  it("publishes the served-usage reports still waiting for their batch before it exits", async () => {
+    const openai = await startFakeOpenAI({ apiKey: OPENAI_KEY });
+    const dir = await mkdtemp(join(tmpdir(), "router-stop-"));
+    const nc = await connect({ servers: inject("natsUrl") });
+    try {
+      const catalogPath = join(dir, "mesh.yaml");
+      await writeFile(catalogPath, catalogYaml(openai.url, openai.url));
+      // A batch waits up to 1 s: the stop below comes well within it, so only the stop can have sent the report.
+      const app = await startRouter(catalogPath, { ROUTER_USAGE_FLUSH_MS: "1000" });
+      const client = createGrpcClient(RouterServiceClient, `127.0.0.1:${app.host.grpcPort}`);
+      const context = { requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 };
+      for await (const _ of callStream(client.route.bind(client), {
+        context,
+        request: ChatRequest.fromPartial({ model: "gpt", stream: true, messages: [{ role: 2, content: "bye" }] }),
+      })) {
+        // drained
+      }
+      client.close();
+      await app.stop();
+      const stored = await servedReport(nc, context.requestId);
+      expect(stored?.e).toMatchObject({ model: "gpt", status: "ok", estimated: false });
+    } finally {
+      await nc.close();
+      await openai.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
