@@ -122,6 +122,8 @@ const pids = {};
 for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
   const upper = s.toUpperCase();
   const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", join(profileDir, s)] : [];
+  // BENCH_SERVICE_NODE_FLAGS: extra node/V8 flags for every service (e.g. GC settings), as in bench/inference.
+  prof.push(...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(" ").filter(Boolean));
   const c = start(s, process.execPath, [...prof, "--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
     cwd: join(root, "services", s),
     env: { ...env, [`${upper}_GRPC_PORT`]: String(ports[s][0]), [`${upper}_OPS_PORT`]: String(ports[s][1]) },

@@ -312,6 +312,7 @@ export function createApp(
         name: "gateway-usage",
         journal: usageJournal,
         journalAfterMs: config.GATEWAY_OUTBOX_JOURNAL_AFTER_MS,
+        lingerMs: config.GATEWAY_OUTBOX_LINGER_MS,
       });
       // Events a dead replica (or this one, before a restart) accepted but never got stored: publish them again.
       await publisher.startRecovery(RECOVER_AFTER_MS);

@@ -37,6 +37,11 @@ export const GatewayConfigSchema = z.object({
    */
   GATEWAY_OUTBOX_JOURNAL_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(250),
   /**
+   * How long a usage event may wait for others to share its NATS write (0: only until the end of the event-loop
+   * turn). Fewer, fuller writes wake NATS and the cost service once per batch instead of once per request.
+   */
+  GATEWAY_OUTBOX_LINGER_MS: z.coerce.number().int().min(0).max(100).default(5),
+  /**
    * A gateway replica whose heartbeat is this old is taken for dead, and its open hard-budget holds are settled by
    * another replica (adapters/open-holds.ts). Keep it well above any expected stall of a live replica.
    */
