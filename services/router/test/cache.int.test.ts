@@ -18,9 +18,9 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisResponseCache } from "../src/adapters/redis-response-cache.js";
 import { createApp, type RouterApp } from "../src/app.js";
-import { RouterConfigSchema } from "../src/config.js";
 import { cacheKey, cacheScope } from "../src/domain/cache.js";
 import { routerMetrics } from "../src/metrics.js";
+import { testRouterConfig } from "./router-config.js";
 
 const logger = createLogger({ service: "router-cache-test", level: "silent" });
 
@@ -184,17 +184,7 @@ describe("router exact cache over gRPC and Redis", () => {
   async function startRouter(cache: string, redisPrefix: string) {
     const catalogPath = join(dir, `${uniqueName("mesh")}.yaml`);
     await writeFile(catalogPath, catalogYaml(cache));
-    const config = RouterConfigSchema.parse({
-      LOG_LEVEL: "silent",
-      REDIS_URL: inject("redisUrl"),
-      NATS_URL: inject("natsUrl"),
-      INFERENCE_ADDR: inferenceAddr,
-      ROUTER_HOST: "127.0.0.1",
-      ROUTER_GRPC_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      MESH_CONFIG: catalogPath,
-      ROUTER_REDIS_PREFIX: redisPrefix,
-    });
+    const config = await testRouterConfig({ catalogPath, redisPrefix, inferenceAddr });
     const app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
     apps.push(app);
     await app.start();

@@ -9,10 +9,10 @@ import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { type RouteInfo, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
-import { type FakeUpstream, freePort, startFakeOpenAI, uniqueName, waitFor } from "@tokenmesh/testing";
+import { type FakeUpstream, startFakeOpenAI, uniqueName, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApp, type RouterApp } from "../src/app.js";
-import { RouterConfigSchema } from "../src/config.js";
+import { testRouterConfig } from "./router-config.js";
 
 // Hedged requests against a fake OpenAI upstream whose every 10th request waits 400 ms before answering (a 10 %
 // slow tail): the same model with and without `hedge`, requests one after another.
@@ -45,17 +45,7 @@ describe("hedged requests through the router", () => {
         "",
       ].join("\n"),
     );
-    const config = RouterConfigSchema.parse({
-      LOG_LEVEL: "silent",
-      REDIS_URL: inject("redisUrl"),
-      NATS_URL: inject("natsUrl"),
-      INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
-      ROUTER_HOST: "127.0.0.1",
-      ROUTER_GRPC_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      MESH_CONFIG: catalogPath,
-      ROUTER_REDIS_PREFIX: `${uniqueName("router-hedge")}:`,
-    });
+    const config = await testRouterConfig({ catalogPath, redisPrefix: `${uniqueName("router-hedge")}:` });
     app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
     await app.start();
     client = createGrpcClient(RouterServiceClient, `127.0.0.1:${app.host.grpcPort}`);

@@ -11,17 +11,10 @@ import { type ChatChunk, ChatRequest } from "@tokenmesh/proto/common/v1/chat";
 import { type RouteResponse, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, callUnary, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger, SpanKind } from "@tokenmesh/telemetry";
-import {
-  type FakeUpstream,
-  freePort,
-  startFakeAnthropic,
-  startFakeOpenAI,
-  uniqueName,
-  waitFor,
-} from "@tokenmesh/testing";
+import { type FakeUpstream, startFakeAnthropic, startFakeOpenAI, uniqueName, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { createApp, type RouterApp } from "../src/app.js";
-import { RouterConfigSchema } from "../src/config.js";
+import { testRouterConfig } from "./router-config.js";
 
 // Remote models are called by the router in-process (no inference hop): here no inference runs at all.
 
@@ -66,19 +59,8 @@ async function servedReport(nc: NatsConnection, requestId: string) {
 
 /** A router on free ports with the test's catalog; `env` adds or overrides its configuration. */
 async function startRouter(catalogPath: string, env: Record<string, string> = {}): Promise<RouterApp> {
-  const config = RouterConfigSchema.parse({
-    LOG_LEVEL: "silent",
-    REDIS_URL: inject("redisUrl"),
-    NATS_URL: inject("natsUrl"),
-    // Nothing listens there: remote models must not need inference.
-    INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
-    ROUTER_HOST: "127.0.0.1",
-    ROUTER_GRPC_PORT: "0",
-    ROUTER_OPS_PORT: "0",
-    MESH_CONFIG: catalogPath,
-    ROUTER_REDIS_PREFIX: `${uniqueName("router-remote")}:`,
-    ...env,
-  });
+  // No inference address given: nothing listens where the router would call it (remote models must not need it).
+  const config = await testRouterConfig({ catalogPath, redisPrefix: `${uniqueName("router-remote")}:`, env });
   const app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
   await app.start();
   return app;

@@ -22,7 +22,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisCircuitBreaker } from "../src/adapters/redis-breaker.js";
 import { createApp, type RouterApp } from "../src/app.js";
-import { RouterConfigSchema } from "../src/config.js";
+import { testRouterConfig } from "./router-config.js";
 
 const logger = createLogger({ service: "router-test", level: "silent" });
 const spans = new InMemorySpanExporter();
@@ -136,16 +136,10 @@ describe("router over gRPC", () => {
     inference = scriptedInference();
     const inferencePort = await inference.server.listen("127.0.0.1", 0);
     inference.server.setServing(true);
-    const config = RouterConfigSchema.parse({
-      LOG_LEVEL: "silent",
-      REDIS_URL: inject("redisUrl"),
-      NATS_URL: inject("natsUrl"),
-      INFERENCE_ADDR: `127.0.0.1:${inferencePort}`,
-      ROUTER_HOST: "127.0.0.1",
-      ROUTER_GRPC_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      MESH_CONFIG: catalogPath,
-      ROUTER_REDIS_PREFIX: `${uniqueName("router")}:`,
+    const config = await testRouterConfig({
+      catalogPath,
+      redisPrefix: `${uniqueName("router")}:`,
+      inferenceAddr: `127.0.0.1:${inferencePort}`,
     });
     app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) });
     await app.start();

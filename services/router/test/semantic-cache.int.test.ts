@@ -6,11 +6,11 @@ import { ChatRequest } from "@tokenmesh/proto/common/v1/chat";
 import { CacheKind, type RouteResponse, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
 import { callStream, createGrpcClient, Lifecycle } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
-import { type FakeUpstream, freePort, startFakeOpenAI, uniqueName, wordsEmbedding } from "@tokenmesh/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type FakeUpstream, startFakeOpenAI, uniqueName, wordsEmbedding } from "@tokenmesh/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type RouterApp } from "../src/app.js";
-import { RouterConfigSchema } from "../src/config.js";
 import { routerMetrics } from "../src/metrics.js";
+import { testRouterConfig } from "./router-config.js";
 
 // The semantic cache end to end over gRPC: chat answers from a fake OpenAI upstream, embeddings from a second fake
 // in its bag-of-words mode (`+words`: texts sharing most words are close, unlike the default hash vectors), the
@@ -80,18 +80,7 @@ describe("router semantic cache over gRPC, pgvector (PGlite) and a fake embeddin
   async function startRouter(settings: SemanticSettings, env: Record<string, string> = {}) {
     const catalogPath = join(dir, `${uniqueName("mesh")}.yaml`);
     await writeFile(catalogPath, catalogYaml(chat.url, embeddings.url, settings));
-    const config = RouterConfigSchema.parse({
-      LOG_LEVEL: "silent",
-      REDIS_URL: inject("redisUrl"),
-      NATS_URL: inject("natsUrl"),
-      INFERENCE_ADDR: `127.0.0.1:${await freePort()}`,
-      ROUTER_HOST: "127.0.0.1",
-      ROUTER_GRPC_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      MESH_CONFIG: catalogPath,
-      ROUTER_REDIS_PREFIX: `${uniqueName("router-semantic")}:`,
-      ...env,
-    });
+    const config = await testRouterConfig({ catalogPath, redisPrefix: `${uniqueName("router-semantic")}:`, env });
     const app = createApp(
       config,
       { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 3_000 }) },
