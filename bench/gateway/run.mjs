@@ -28,6 +28,18 @@ const profileDir = profileAt >= 0 ? resolve(args[profileAt + 1]) : undefined;
 const benchArgs = args.filter(
   (a, i) => a !== "--skip-portkey" && (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)),
 );
+// The comparison line compares both gateways at ONE fixed rate. Left to itself the harness picks, per gateway, the
+// highest fixed rate at most half that gateway's own max, so a faster Tokenmesh was read at 1000 rps against
+// Portkey at 500. Unless --summary-rate is given, both are read at the lowest fixed rate of --rates (issue 11's
+// targets are at 500).
+const ratesAt = benchArgs.indexOf("--rates");
+const fixedRates = (ratesAt >= 0 ? (benchArgs[ratesAt + 1] ?? "") : "")
+  .split(",")
+  .map(Number)
+  .filter((r) => Number.isFinite(r) && r > 0);
+if (!benchArgs.includes("--summary-rate") && fixedRates.length > 0) {
+  benchArgs.push("--summary-rate", String(Math.min(...fixedRates)));
+}
 const dir = mkdtempSync(join(tmpdir(), "tokenmesh-bench-"));
 // A private copy: the Portkey example installs its packages into its own folder.
 const harness = join(dir, "harness");
