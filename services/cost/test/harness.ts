@@ -18,6 +18,7 @@ import { CostServiceClient } from "@tokenmesh/proto/cost/v1/cost";
 import { type BudgetThresholdCrossed, UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
+import { afterAll, beforeAll, inject } from "vitest";
 import { staticPriceTable } from "../src/adapters/price-table.js";
 import type { RecordResult } from "../src/adapters/redis-ledger.js";
 import { type CostApp, createApp } from "../src/app.js";
@@ -49,7 +50,7 @@ export async function startCost(options: {
   prefix: string;
   durable: string;
   env?: Record<string, string>;
-  afterRecord?: (requestId: string, delivery: Delivery, result: RecordResult) => void | Promise<void>;
+  afterRecord?: AfterRecord;
 }): Promise<RunningCost> {
   const config = parseEnv(CostConfigSchema, {
     NATS_URL: options.natsUrl,
@@ -130,6 +131,42 @@ export async function busClient(natsUrl: string) {
       await nc.drain();
     },
   };
+}
+
+/** A cost app's hook after each recorded event (a throw there stands for a crash before the ack). */
+export type AfterRecord = (requestId: string, delivery: Delivery, result: RecordResult) => void | Promise<void>;
+
+/** What `useCost` gives a describe block: `bus` and `cost` are set once the block's `beforeAll` has run. */
+export interface CostSuite {
+  /** Prefixes the block's request ids and names its Redis keys (`<tag>:`). */
+  tag: string;
+  /** The cost app's durable consumer. */
+  durable: string;
+  bus: Awaited<ReturnType<typeof busClient>>;
+  cost: RunningCost;
+}
+
+/**
+ * For one describe block: a bus client and a cost app of its own (Redis prefix `<tag>:`, its own durable), started
+ * before the block's tests and stopped after them. `afterRecord` builds the app's hook from the block's tag.
+ */
+export function useCost(name: string, afterRecord?: (tag: string) => AfterRecord): CostSuite {
+  const suite = { tag: unique(name), durable: unique(`cost_${name}`) } as CostSuite;
+  beforeAll(async () => {
+    suite.bus = await busClient(inject("natsUrl"));
+    suite.cost = await startCost({
+      natsUrl: inject("natsUrl"),
+      redisUrl: inject("redisUrl"),
+      prefix: `${suite.tag}:`,
+      durable: suite.durable,
+      ...(afterRecord ? { afterRecord: afterRecord(suite.tag) } : {}),
+    });
+  });
+  afterAll(async () => {
+    await suite.cost?.stop();
+    await suite.bus?.close();
+  });
+  return suite;
 }
 
 /** A usage event with defaults for the fields a test does not care about. */

@@ -3,10 +3,10 @@ import { type GetUsageRequest, type GetUsageResponse, Scope } from "@tokenmesh/p
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { callUnary } from "@tokenmesh/runtime";
 import { waitFor } from "@tokenmesh/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { dayKey } from "../src/domain/periods.js";
 import { costNano } from "../src/domain/pricing.js";
-import { busClient, prices, type RunningCost, startCost, unique, usage } from "./harness.js";
+import { prices, usage, useCost } from "./harness.js";
 
 const EVENTS = 10_000;
 
@@ -30,41 +30,22 @@ interface Expected {
 const zero = (): Expected => ({ nano: 0, requests: 0, input: 0, output: 0, cached: 0, errors: 0 });
 
 describe("usage ledger", () => {
-  const natsUrl = inject("natsUrl");
-  const redisUrl = inject("redisUrl");
-  let bus: Awaited<ReturnType<typeof busClient>>;
-  let cost: RunningCost;
-  const tag = unique("ledger");
-  const durable = unique("cost_ledger");
   const deliveries = new Map<string, number>();
-
-  beforeAll(async () => {
-    bus = await busClient(natsUrl);
-    cost = await startCost({
-      natsUrl,
-      redisUrl,
-      prefix: `${tag}:`,
-      durable,
-      // Every 97th request "crashes" after its ledger script ran and before its ack: it must be redelivered
-      // and not counted again.
-      afterRecord: (requestId, delivery) => {
-        if (!requestId.startsWith(tag)) return;
-        deliveries.set(requestId, (deliveries.get(requestId) ?? 0) + 1);
-        if (Number(requestId.split("-r")[1]) % 97 === 0 && delivery.deliveryCount === 1) {
-          throw new Error("simulated crash before ack");
-        }
-      },
-    });
+  // Every 97th request "crashes" after its ledger script ran and before its ack: it must be redelivered and not
+  // counted again.
+  const suite = useCost("ledger", (tag) => (requestId, delivery) => {
+    if (!requestId.startsWith(tag)) return;
+    deliveries.set(requestId, (deliveries.get(requestId) ?? 0) + 1);
+    if (Number(requestId.split("-r")[1]) % 97 === 0 && delivery.deliveryCount === 1) {
+      throw new Error("simulated crash before ack");
+    }
   });
-
-  afterAll(async () => {
-    await cost?.stop();
-    await bus?.close();
-  });
+  const { tag, durable } = suite;
 
   it("counts 10,000 events exactly once despite 10 % duplicates and forced redeliveries", {
     timeout: 180_000,
   }, async () => {
+    const { bus, cost } = suite;
     const rand = lcg(42);
     const at = new Date();
     const day = dayKey(at);

@@ -2,42 +2,23 @@ import { jetstreamManager } from "@tokenmesh/events";
 import { type GetUsageRequest, type GetUsageResponse, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import { callUnary } from "@tokenmesh/runtime";
 import { waitFor } from "@tokenmesh/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { dayKey } from "../src/domain/periods.js";
-import { busClient, type RunningCost, startCost, unique, usage } from "./harness.js";
+import { usage, useCost } from "./harness.js";
 
 describe("the routers' batches of served usage (llm.usage.served.v2)", () => {
-  const natsUrl = inject("natsUrl");
-  const redisUrl = inject("redisUrl");
-  let bus: Awaited<ReturnType<typeof busClient>>;
-  let cost: RunningCost;
-  const tag = unique("served");
-  const durable = unique("cost_served");
   const deliveries = new Map<string, number[]>();
-
-  beforeAll(async () => {
-    bus = await busClient(natsUrl);
-    cost = await startCost({
-      natsUrl,
-      redisUrl,
-      prefix: `${tag}:`,
-      durable,
-      // The batch's second report "crashes" the first time, after the first one was recorded: the whole batch comes
-      // back, and the report recorded before the crash must not count twice.
-      afterRecord: (requestId, delivery) => {
-        if (!requestId.startsWith(tag)) return;
-        deliveries.set(requestId, [...(deliveries.get(requestId) ?? []), delivery.deliveryCount]);
-        if (requestId === `${tag}-b` && delivery.deliveryCount === 1) throw new Error("simulated crash before ack");
-      },
-    });
+  // The batch's second report "crashes" the first time, after the first one was recorded: the whole batch comes
+  // back, and the report recorded before the crash must not count twice.
+  const suite = useCost("served", (tag) => (requestId, delivery) => {
+    if (!requestId.startsWith(tag)) return;
+    deliveries.set(requestId, [...(deliveries.get(requestId) ?? []), delivery.deliveryCount]);
+    if (requestId === `${tag}-b` && delivery.deliveryCount === 1) throw new Error("simulated crash before ack");
   });
-
-  afterAll(async () => {
-    await cost?.stop();
-    await bus?.close();
-  });
+  const { tag, durable } = suite;
 
   it("records every report of a batch once per request, at its largest report, across a redelivery and a duplicate", async () => {
+    const { bus, cost } = suite;
     const keyId = `${tag}-key`;
     const at = new Date();
     const report = (id: string, output: number, status = "ok") =>
