@@ -1,6 +1,6 @@
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
-import { AppError } from "@tokenmesh/runtime";
+import { AppError, afterLinger } from "@tokenmesh/runtime";
 import { context, counter, gauge, type Logger, propagation } from "@tokenmesh/telemetry";
 import { type EventType, encodeEvent } from "./subjects.js";
 
@@ -263,13 +263,10 @@ export class EventPublisher {
   private schedulePump(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    const linger = this.options.lingerMs ?? 0;
-    const run = () => {
+    afterLinger(this.options.lingerMs ?? 0, () => {
       this.pumpScheduled = false;
       this.pump();
-    };
-    if (linger > 0) setTimeout(run, linger);
-    else setImmediate(run);
+    });
   }
 
   private pump(): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { abortedError, raceAbort, sleep } from "./abort.js";
+import { abortedError, afterLinger, raceAbort, sleep } from "./abort.js";
 import { AppError } from "./errors.js";
 
 describe("abortedError", () => {
@@ -33,5 +33,21 @@ describe("raceAbort", () => {
     const p = raceAbort(new Promise(() => undefined), ac.signal);
     ac.abort();
     await expect(p).rejects.toMatchObject({ code: "CANCELLED" });
+  });
+});
+
+describe("afterLinger", () => {
+  it("runs at the end of the turn with 0 (after promise jobs, before timers) and after the linger otherwise", async () => {
+    const order: string[] = [];
+    await new Promise<void>((resolve) => {
+      setTimeout(() => order.push("timer 10"), 10);
+      afterLinger(30, () => {
+        order.push("linger 30");
+        resolve();
+      });
+      afterLinger(0, () => order.push("linger 0"));
+      void Promise.resolve().then(() => order.push("promise"));
+    });
+    expect(order).toEqual(["promise", "linger 0", "timer 10", "linger 30"]);
   });
 });

@@ -35,6 +35,15 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Runs `fn` once `lingerMs` have passed, or, with 0, at the end of this turn of the event loop (`setImmediate`): how
+ * batchers (the event outbox, the ledger) let work that arrives close together share one write.
+ */
+export function afterLinger(lingerMs: number, fn: () => void): void {
+  if (lingerMs > 0) setTimeout(fn, lingerMs);
+  else setImmediate(fn);
+}
+
 /** Settles like `promise`, or rejects with `abortedError(signal)` first if the signal aborts. */
 export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return promise;

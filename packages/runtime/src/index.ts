@@ -1,4 +1,4 @@
-export { abortedError, raceAbort, sleep, throwIfAborted } from "./abort.js";
+export { abortedError, afterLinger, raceAbort, sleep, throwIfAborted } from "./abort.js";
 export { ConfigError, commonEnv, env, parseEnv } from "./config.js";
 export * from "./errors.js";
 export { type CallParams, callStream, callUnary, createGrpcClient } from "./grpc-client.js";

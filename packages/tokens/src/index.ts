@@ -23,7 +23,7 @@ export function estimateTextTokens(text: string): number {
     if (isAsciiLetter(c)) {
       while (j < len && isAsciiLetter(text.charCodeAt(j))) j++;
       n += Math.ceil((j - i) / 6);
-    } else if (c >= 48 && c <= 57) {
+    } else if (isDigit(c)) {
       while (j < len && isDigit(text.charCodeAt(j))) j++;
       n += Math.ceil((j - i) / 3);
     } else if (isSpace(c)) {
@@ -31,7 +31,7 @@ export function estimateTextTokens(text: string): number {
       n += j - i === 1 ? 0 : 1 + Math.floor((j - i) / 8);
     } else if (c >= 0x21 && c <= 0x7e) {
       n += 1;
-    } else if (c >= 0xc0 && c <= 0x52f) {
+    } else if (isExtendedLetter(c)) {
       while (j < len && isExtendedLetter(text.charCodeAt(j))) j++;
       n += Math.ceil((j - i) / 3);
     } else {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { afterLinger } from "@tokenmesh/runtime";
 import type { Redis } from "ioredis";
 import { type Budget, type BudgetAlert, budgetField, decodeBudget, encodeBudget } from "../domain/budget.js";
 import {
@@ -137,8 +138,8 @@ function parseAlerts(json: string): BudgetAlert[] {
  * across any number of cost replicas sharing the Redis server.
  *
  * `record` batches: events arriving within `lingerMs` of the first (or in the same turn of the event loop; up to
- * `maxBatch`) go to Redis in one script call, each still guarded on its own by its request id. A failed call fails every event of its batch,
- * and they are redelivered; the ones that were counted are then recognised as duplicates.
+ * `maxBatch`) go to Redis in one script call, each still guarded on its own by its request id. A failed call fails
+ * every event of its batch, and they are redelivered; the ones that were counted are then recognised as duplicates.
  */
 export class RedisLedger {
   private queue: Pending[] = [];
@@ -164,9 +165,7 @@ export class RedisLedger {
       if (this.queue.length >= this.options.maxBatch) this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
-        const linger = this.options.lingerMs ?? 0;
-        if (linger > 0) setTimeout(() => this.flush(), linger);
-        else setImmediate(() => this.flush());
+        afterLinger(this.options.lingerMs ?? 0, () => this.flush());
       }
     });
   }
