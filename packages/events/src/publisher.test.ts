@@ -6,7 +6,8 @@ import { EventPublisher } from "./publisher.js";
 import { UsageRecordedEvent } from "./subjects.js";
 
 const logger = createLogger({ service: "publisher-test", level: "silent" });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The next turn of the event loop. */
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * A JetStream client that acks everything and notes, for each publish, the value of `clock.turn` at that moment:
@@ -23,12 +24,12 @@ function recordingJs(clock: { turn: number }) {
   return { js, sent };
 }
 
-/** Publishes three events 10 ms apart (turns 0, 1, 2) and waits until all are acked. */
+/** Publishes three events in three turns of the event loop (0, 1, 2) and waits until all are acked. */
 async function publishThreeApart(publisher: EventPublisher, clock: { turn: number }) {
   const acks: Promise<PubAck>[] = [];
   for (let i = 0; i < 3; i++) {
     if (i > 0) {
-      await sleep(10);
+      await nextTurn();
       clock.turn = i;
     }
     acks.push(
@@ -42,7 +43,7 @@ describe("EventPublisher's linger", () => {
   it("sends events accepted within lingerMs together, in order, after the last of them", async () => {
     const clock = { turn: 0 };
     const { js, sent } = recordingJs(clock);
-    await publishThreeApart(new EventPublisher({ js, logger, name: "test", lingerMs: 50 }), clock);
+    await publishThreeApart(new EventPublisher({ js, logger, name: "test", lingerMs: 200 }), clock);
     expect(sent).toEqual([
       { msgId: "e0", turn: 2 },
       { msgId: "e1", turn: 2 },

@@ -37,17 +37,31 @@ describe("raceAbort", () => {
 });
 
 describe("afterLinger", () => {
-  it("runs at the end of the turn with 0 (after promise jobs, before timers) and after the linger otherwise", async () => {
+  it("with 0 runs at the end of this turn: after promise jobs, in order with other setImmediate callbacks", async () => {
     const order: string[] = [];
     await new Promise<void>((resolve) => {
+      setImmediate(() => order.push("immediate before"));
+      afterLinger(0, () => order.push("linger 0"));
+      setImmediate(() => {
+        order.push("immediate after");
+        resolve();
+      });
+      void Promise.resolve().then(() => order.push("promise"));
+    });
+    expect(order).toEqual(["promise", "immediate before", "linger 0", "immediate after"]);
+  });
+
+  it("otherwise runs once the linger has passed, after a shorter timer set at the same time", async () => {
+    const order: string[] = [];
+    const started = performance.now();
+    const ranAfter = await new Promise<number>((resolve) => {
       setTimeout(() => order.push("timer 10"), 10);
       afterLinger(30, () => {
         order.push("linger 30");
-        resolve();
+        resolve(performance.now() - started);
       });
-      afterLinger(0, () => order.push("linger 0"));
-      void Promise.resolve().then(() => order.push("promise"));
     });
-    expect(order).toEqual(["promise", "linger 0", "timer 10", "linger 30"]);
+    expect(order).toEqual(["timer 10", "linger 30"]);
+    expect(ranAfter).toBeGreaterThanOrEqual(29);
   });
 });
