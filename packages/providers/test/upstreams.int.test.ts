@@ -1,6 +1,7 @@
 import { type AnthropicModelEntry, ModelEntrySchema, type OpenAIModelEntry } from "@tokenmesh/catalog";
 import { type ChatChunk, ChatRequest, EmbedRequest, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import type { AppError } from "@tokenmesh/runtime";
+import { startTelemetry, stopTelemetry, withSpan } from "@tokenmesh/telemetry";
 import { type FakeUpstream, startFakeAnthropic, startFakeOpenAI } from "@tokenmesh/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AnthropicEngine, OpenAIEngine, type ProviderEngine, UpstreamHttpClient } from "../src/index.js";
@@ -111,6 +112,8 @@ function fold(chunks: ChatChunk[]) {
 }
 
 beforeAll(async () => {
+  // As in a service without an exporter: spans are not recorded, yet carry real ids that propagate.
+  await startTelemetry();
   fakeOpenAI = await startFakeOpenAI({ apiKey: OPENAI_KEY });
   fakeAnthropic = await startFakeAnthropic({ apiKey: ANTHROPIC_KEY });
   http = new UpstreamHttpClient();
@@ -124,6 +127,7 @@ afterAll(async () => {
   await http?.close();
   await fakeOpenAI?.close();
   await fakeAnthropic?.close();
+  await stopTelemetry();
 });
 
 beforeEach(() => {
@@ -196,6 +200,25 @@ describe("OpenAIEngine", () => {
     expect(res.data[0]!.values).toHaveLength(4);
     expect(res.usage?.inputTokens).toBe(3);
     expect(fakeOpenAI.requests[0]!.path).toBe("/v1/embeddings");
+  });
+});
+
+describe("trace context", () => {
+  it("sends each exchange's own span upstream as W3C traceparent, in the caller's trace", async () => {
+    const parent = await withSpan("caller", {}, async (span) => {
+      await collect(openai, openAIEntry(), chat("hi", { stream: true }));
+      await collect(anthropic, anthropicEntry(), chat("hi"));
+      return span.spanContext();
+    });
+    const sent = [fakeOpenAI.requests[0]!, fakeAnthropic.requests[0]!].map((r) => String(r.headers.traceparent));
+    for (const tp of sent) {
+      const [, traceId, spanId] = tp.split("-");
+      expect(traceId).toBe(parent.traceId);
+      // The exchange's CLIENT span, a child of the caller's, not the caller's own id.
+      expect(spanId).toMatch(/^[0-9a-f]{16}$/);
+      expect(spanId).not.toBe(parent.spanId);
+    }
+    expect(sent[0]).not.toBe(sent[1]);
   });
 });
 

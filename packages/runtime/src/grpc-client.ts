@@ -31,6 +31,9 @@ export function createGrpcClient<C extends Client>(
     // backoff of up to two minutes.
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1_000,
+    // Channelz (grpc-js' introspection registry, on by default) counts every call and message; nothing here
+    // serves it, and Prometheus has the same counts (rpc metrics in @tokenmesh/telemetry).
+    "grpc.enable_channelz": 0,
     ...options,
   });
 }

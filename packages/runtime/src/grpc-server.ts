@@ -90,6 +90,8 @@ export class GrpcServer {
       "grpc.max_send_message_length": max,
       "grpc.keepalive_time_ms": 30_000,
       "grpc.keepalive_permit_without_calls": 1,
+      // Not served here (see grpc-client.ts): spares per-call and per-message bookkeeping.
+      "grpc.enable_channelz": 0,
     });
     this.health.addToServer(this.server);
   }

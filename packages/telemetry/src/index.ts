@@ -1,4 +1,5 @@
 export { clientInterceptor, metadataGetter, splitMethod, statusName } from "./grpc.js";
+export { contextFromHeaders, injectHeaders, type TracedListenerOptions, tracedRequestListener } from "./http.js";
 export { type CreateLoggerOptions, createLogger, type Logger } from "./logger.js";
 export {
   collectProcessMetrics,

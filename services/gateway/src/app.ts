@@ -16,7 +16,7 @@ import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
 import { type App, type AppDeps, callUnary, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
-import { trace } from "@tokenmesh/telemetry";
+import { trace, tracedRequestListener } from "@tokenmesh/telemetry";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { RedisAdminStore } from "./adapters/admin-store.js";
@@ -51,6 +51,9 @@ import { registerOpsRoutes } from "./http/ops.routes.js";
 import { registerUpgradeRoutes } from "./http/upgrade.routes.js";
 import { createJobs } from "./jobs/index.js";
 import { metrics } from "./metrics.js";
+
+/** Served without a trace span: health checks and metrics scrapes (ops.routes.ts). */
+const UNTRACED_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Journal records older than this are treated as orphaned and published again (duplicates are dropped). */
 const RECOVER_AFTER_MS = 30_000;
@@ -200,7 +203,8 @@ export function createApp(
           headersTimeout: config.GATEWAY_HEADERS_TIMEOUT_MS,
           requestTimeout: config.GATEWAY_REQUEST_TIMEOUT_MS,
         },
-        handler,
+        // The request's SERVER span, parented by the client's traceparent; health checks and scrapes get none.
+        tracedRequestListener(handler, { ignorePaths: UNTRACED_PATHS }),
       ),
     logger: false,
     requestIdHeader: false,
@@ -214,10 +218,16 @@ export function createApp(
   http.server.on("checkExpectation", refuseExpectation);
   http.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
+    const span = trace.getActiveSpan();
+    const route = req.routeOptions.url;
+    if (span?.isRecording() && route !== undefined) {
+      span.updateName(`${req.method} ${route}`);
+      span.setAttributes({ "http.route": route, "tokenmesh.request_id": req.id });
+    }
     const clientId = correlationId(req.headers["x-client-request-id"] ?? req.headers["x-request-id"]);
     if (clientId !== undefined) {
       reply.header("x-client-request-id", clientId);
-      trace.getActiveSpan()?.setAttribute("tokenmesh.client_request_id", clientId);
+      span?.setAttribute("tokenmesh.client_request_id", clientId);
     }
   });
   // Every API response is counted and timed here; hijacked SSE responses count themselves (no onResponse).

@@ -1,4 +1,5 @@
 import { type AppError, abortedError, isAppError } from "@tokenmesh/runtime";
+import { context, injectHeaders, recordSpanError, SpanKind, SpanStatusCode, trace, tracer } from "@tokenmesh/telemetry";
 import { Agent, type Dispatcher } from "undici";
 import {
   errorFromStatus,
@@ -137,6 +138,21 @@ export class UpstreamHttpClient {
       controller.abort();
     }, req.timeoutMs);
     const started = performance.now();
+    const target = upstreamTarget(req.url);
+    // The exchange's CLIENT span; its context goes upstream as W3C traceparent, as OpenTelemetry's undici
+    // instrumentation did (attributes only when the span is recorded).
+    const parent = context.active();
+    const span = tracer().startSpan("POST", { kind: SpanKind.CLIENT }, parent);
+    if (span.isRecording()) {
+      span.setAttributes({
+        "http.request.method": "POST",
+        "server.address": target.host,
+        "url.path": target.path,
+        "tokenmesh.provider": req.kind,
+      });
+    }
+    const headers = { ...req.headers };
+    injectHeaders(headers, trace.setSpan(parent, span));
     let status = "error";
     let released = false;
     const release = (): void => {
@@ -145,6 +161,11 @@ export class UpstreamHttpClient {
       if (!released) {
         released = true;
         this.onExchange?.(req.kind, status, (performance.now() - started) / 1000);
+        if (span.isRecording() && status !== "error") {
+          span.setAttribute("http.response.status_code", Number(status));
+          if (Number(status) >= 400) span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        span.end();
       }
     };
     const classify = (err: unknown): AppError => {
@@ -154,14 +175,13 @@ export class UpstreamHttpClient {
       return transportError(req.provider, err);
     };
 
-    const url = new URL(req.url);
     let res: Dispatcher.ResponseData;
     try {
       res = await this.dispatcher.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
+        origin: target.origin,
+        path: target.path,
         method: "POST",
-        headers: req.headers,
+        headers,
         body: req.body,
         signal: controller.signal,
         // Our own timer bounds the exchange; undici's idle timers would fire on slow-but-alive streams.
@@ -169,8 +189,10 @@ export class UpstreamHttpClient {
         bodyTimeout: req.timeoutMs,
       });
     } catch (err) {
+      const e = classify(err);
+      recordSpanError(span, e);
       release();
-      throw classify(err);
+      throw e;
     }
 
     status = String(res.statusCode);
@@ -194,6 +216,20 @@ export class UpstreamHttpClient {
   async close(): Promise<void> {
     if (this.owned) await this.dispatcher.close();
   }
+}
+
+/** A provider URL's origin and path, parsed once per distinct URL (a few per model catalog), not per request. */
+const targets = new Map<string, { origin: string; host: string; path: string }>();
+function upstreamTarget(raw: string): { origin: string; host: string; path: string } {
+  let t = targets.get(raw);
+  if (t === undefined) {
+    const url = new URL(raw);
+    t = { origin: url.origin, host: url.host, path: url.pathname + url.search };
+    // Bounded: URLs come from the operator's catalog, but a catalog reloaded many times must not grow this forever.
+    if (targets.size >= 1_024) targets.clear();
+    targets.set(raw, t);
+  }
+  return t;
 }
 
 async function readBounded(body: AsyncIterable<unknown>, limit: number): Promise<string> {

@@ -1,5 +1,6 @@
 import type { DeepSource } from "@tokenmesh/guard-policy";
 import { AppError, UpstreamUnavailableError } from "@tokenmesh/runtime";
+import { injectHeaders } from "@tokenmesh/telemetry";
 import { readSecret } from "../config.js";
 
 type ModerationSource = Extract<DeepSource, { kind: "moderation" }>;
@@ -18,6 +19,8 @@ export class HttpModeration {
       if (!key) throw new AppError("FAILED_PRECONDITION", `moderation key env ${source.apiKeyEnv} is not set`);
       headers.authorization = `Bearer ${key}`;
     }
+    // The deep check's span goes upstream as W3C traceparent (the calling span is the deep tier's own).
+    injectHeaders(headers);
     const res = await fetch(`${source.baseUrl}/moderations`, {
       method: "POST",
       headers,
