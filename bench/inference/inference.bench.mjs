@@ -11,6 +11,9 @@
 // all alike, and the median is reported. tokens/s = output tokens (from the final usage chunk) / wall time from
 // the request's start to its last chunk; for N streams, the sum of output tokens / time from the common start to
 // the last chunk of the last stream.
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +43,8 @@ const { values: args } = parseArgs({
     runs: { type: "string", default: "5" },
     warmup: { type: "string", default: "20" },
     cases: { type: "string", default: "raw,svc,mesh" },
+    burn: { type: "string", default: "2/25" },
+    cpus: { type: "string", default: "auto" },
     json: { type: "boolean", default: false },
     "keep-service": { type: "boolean", default: false },
     "service-log": { type: "string" },
@@ -52,7 +57,59 @@ const runs = int(args.runs, "runs");
 const warmups = int(args.warmup, "warmup");
 const cases = new Set(args.cases.split(","));
 for (const c of cases)
-  if (!["raw", "svc", "mesh"].includes(c)) throw new Error(`--cases: unknown case ${c} (raw, svc, mesh)`);
+  if (!["raw", "svc", "mesh", "burn"].includes(c)) throw new Error(`--cases: unknown case ${c} (raw, svc, mesh, burn)`);
+// The CPUs the engine is kept on, on every side alike: the raw engine's process (this one, during raw runs) and the
+// inference service (INFERENCE_CPU_AFFINITY). "auto": the last CPU, when there are two or more; "none": anywhere.
+const startCpus = cpusOf(cpuList(process.pid));
+const engineCpus =
+  args.cpus === "auto"
+    ? startCpus.length > 1
+      ? String(startCpus.at(-1))
+      : undefined
+    : args.cpus === "none"
+      ? undefined
+      : args.cpus;
+if (engineCpus !== undefined && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(engineCpus))
+  throw new Error("--cpus: auto, none or a CPU list");
+/** The CPUs of a list (`0-1,3` → [0, 1, 3]). */
+function cpusOf(list) {
+  return list.split(",").flatMap((part) => {
+    const [a, b = a] = part.split("-").map(Number);
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
+}
+function cpuList(pid) {
+  return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+}
+/**
+ * Where everything else runs when the engine has its CPUs: this process (the clients of the svc and mesh cases) and
+ * every process it starts (NATS, Redis, router, cost, gateway, the burner) keep to the other CPUs, as on a host that
+ * gives the model server cores of its own (Kubernetes' static CPU manager, a compose `cpuset`). Raw runs move this
+ * process onto the engine's CPUs and back.
+ */
+let otherCpus;
+if (engineCpus !== undefined) {
+  const engineSet = new Set(cpusOf(engineCpus));
+  const rest = startCpus.filter((c) => !engineSet.has(c));
+  otherCpus = rest.length > 0 ? rest.join(",") : cpuList(process.pid);
+  keepOn(otherCpus);
+}
+function keepOn(list) {
+  execFileSync("taskset", ["--all-tasks", "--pid", "--cpu-list", list, String(process.pid)], { stdio: "ignore" });
+}
+/** Runs `fn` with this process (the raw engine's threads) on `--cpus`, as the inference service keeps itself. */
+async function onEngineCpus(fn) {
+  if (engineCpus === undefined) return fn();
+  keepOn(engineCpus);
+  try {
+    return await fn();
+  } finally {
+    keepOn(otherCpus);
+  }
+}
+
+const [burnMs, burnPeriodMs] = args.burn.split("/").map((x) => Number(x));
+if (!(burnMs > 0 && burnPeriodMs > burnMs)) throw new Error("--burn is BUSY_MS/PERIOD_MS, e.g. 2/25");
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 
 // --- model ---------------------------------------------------------------------------------------------------------
@@ -99,10 +156,11 @@ function request(seed) {
 
 let engine;
 let device = "?";
-if (cases.has("raw")) {
+if (cases.has("raw") || cases.has("burn")) {
   engine = new LocalEngine({ modelsDir: join(work, "cache"), logger: quietLogger() });
   const t0 = performance.now();
-  await engine.load(model);
+  // Loaded on the CPUs it runs on: the engine sizes its thread count by the CPUs it may use, as the service's does.
+  await onEngineCpus(() => engine.load(model));
   const status = engine.status(model);
   if (!status.ready) throw new Error(`model not ready: ${status.detail}`);
   device = status.device;
@@ -123,6 +181,46 @@ async function rawStream(seed) {
   return { out, end: performance.now(), start };
 }
 
+// --- raw engine next to a process that burns CPU ---------------------------------------------------------------------
+
+/**
+ * A separate process that spins `burnMs` of every `burnPeriodMs` while switched on: as much CPU, in as many
+ * wake-ups, as the mesh's other processes spend while they relay a stream (see README.md). It is started once and
+ * switched on and off around each `burn` measurement, so its start-up is not measured.
+ */
+let burner;
+async function startBurner() {
+  burner = spawn(
+    process.execPath,
+    [
+      "-e",
+      `let timer;
+       const burn = () => { const t = performance.now(); while (performance.now() - t < ${burnMs}); };
+       process.on("message", (m) => {
+         clearInterval(timer);
+         if (m === "on") timer = setInterval(burn, ${burnPeriodMs});
+         process.send("ok");
+       });
+       process.send("ok");`,
+    ],
+    { stdio: ["ignore", "ignore", "inherit", "ipc"] },
+  );
+  await once(burner, "message");
+}
+async function switchBurner(on) {
+  burner.send(on ? "on" : "off");
+  await once(burner, "message");
+}
+
+async function burnStream(seed) {
+  await switchBurner(true);
+  try {
+    return await rawStream(seed);
+  } finally {
+    await switchBurner(false);
+  }
+}
+
 // --- service (separate process, real gRPC) ---------------------------------------------------------------------------
 
 /** Every child process, in start order (stopped in reverse). */
@@ -135,6 +233,7 @@ let mesh;
 
 /** Starts the processes the svc and mesh cases need (`procs` holds what started, for the cleanup). */
 async function startProcesses() {
+  if (cases.has("burn")) await startBurner();
   if (cases.has("svc") || cases.has("mesh")) await startInference();
   if (cases.has("svc")) client = createGrpcClient(InferenceServiceClient, inference.addr);
   if (cases.has("mesh")) await startMesh();
@@ -146,7 +245,11 @@ async function startInference() {
   await writeFile(meshPath, `models:\n  - ${JSON.stringify(catalogEntry)}\n`);
   inference = await startService("inference", {
     logDir,
-    env: { MESH_CONFIG: meshPath, INFERENCE_MODELS_DIR: join(work, "cache") },
+    env: {
+      MESH_CONFIG: meshPath,
+      INFERENCE_MODELS_DIR: join(work, "cache"),
+      ...(engineCpus === undefined ? {} : { INFERENCE_CPU_AFFINITY: engineCpus }),
+    },
     nodeFlags,
   });
   procs.push(inference);
@@ -266,6 +369,11 @@ async function measure(stream, n, seedBase) {
   return total / ((end - start) / 1000);
 }
 
+/** A case's measure; the engine in this process runs on `--cpus` (the service keeps itself there). */
+function measureCase(p, seedBase) {
+  return p.inProcess ? onEngineCpus(() => measure(p.stream, p.n, seedBase)) : measure(p.stream, p.n, seedBase);
+}
+
 const samples = {};
 let exitCode = 0;
 try {
@@ -273,7 +381,9 @@ try {
   /** One group of cases per stream count, in the order raw, svc, mesh. */
   const groups = [...new Set([1, slots])].map((n) =>
     [
-      cases.has("raw") && { name: `raw_${n}`, stream: rawStream, n },
+      cases.has("raw") && { name: `raw_${n}`, stream: rawStream, n, inProcess: true },
+      // 1 stream only: how much a little CPU spent elsewhere on the machine slows one stream of the raw engine.
+      cases.has("burn") && n === 1 && { name: `burn_${n}`, stream: burnStream, n, inProcess: true },
       cases.has("svc") && { name: `svc_${n}`, stream: svcStream, n },
       cases.has("mesh") && { name: `mesh_${n}`, stream: meshStream, n },
     ].filter(Boolean),
@@ -282,14 +392,14 @@ try {
   for (const p of plan) samples[p.name] = [];
   // Warm-up of every case alike: code paths (V8 optimises a function only after many calls: one request leaves the
   // mesh's request path interpreted, several ms per request), KV buffers, channels, connections.
-  for (let w = 0; w < warmups; w++) for (const p of plan) await measure(p.stream, p.n, 1000 + w * slots);
+  for (let w = 0; w < warmups; w++) for (const p of plan) await measureCase(p, 1000 + w * slots);
   log(`warmed up: ${warmups} round(s) of every case`);
   for (let r = 0; r < runs; r++) {
     // Alternate the order within each stream count (raw, svc, mesh / mesh, svc, raw) so that drift in background
     // load does not favour one side.
     const order = r % 2 === 0 ? plan : groups.flatMap((g) => [...g].reverse());
     for (const p of order) {
-      const v = await measure(p.stream, p.n, 1 + r * slots);
+      const v = await measureCase(p, 1 + r * slots);
       samples[p.name].push(v);
       log(`run ${r + 1}/${runs} ${p.name}=${v.toFixed(1)} tok/s`);
     }
@@ -299,6 +409,7 @@ try {
   log(`failed: ${err?.stack ?? err}`);
   for (const p of procs) log(`${p.name} output (tail):\n${p.output()}`);
 } finally {
+  burner?.kill();
   client?.close();
   if (args["service-log"] && procs.length > 0) {
     await writeFile(
@@ -338,6 +449,8 @@ const summary = {
   [`mesh_vs_raw_${n}`]: ratio(med[`mesh_${n}`], med[`raw_${n}`]),
   batch_gain_raw: ratio(med[`raw_${n}`], med.raw_1),
   batch_gain_svc: ratio(med[`svc_${n}`], med.svc_1),
+  burn_1: med.burn_1,
+  burn_vs_raw_1: ratio(med.burn_1, med.raw_1),
 };
 const fmt = (k, v) =>
   v === undefined ? undefined : `${k}=${k.includes("_vs_") || k.startsWith("batch") ? v.toFixed(2) : v.toFixed(0)}`;
@@ -350,6 +463,8 @@ const line = [
   `threads=${threads === 0 ? `auto(${Math.max(1, cpus().length - 1)})` : threads}`,
   `runs=${runs}`,
   `interval=${catalogEntry.stream_interval_ms}`,
+  cases.has("burn") && `burn=${burnMs}/${burnPeriodMs}`,
+  `cpus=${engineCpus === undefined ? "none" : `${engineCpus}/${otherCpus}`}`,
   `device=${device}`,
   `load=${loadavg()[0].toFixed(1)}`,
 ]

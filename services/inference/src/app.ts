@@ -1,8 +1,10 @@
+import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { type Catalog, LiveCatalog } from "@tokenmesh/catalog";
 import { InferenceServiceService } from "@tokenmesh/proto/inference/v1/inference";
 import { type App, type AppDeps, ServiceHost, ShutdownPhase } from "@tokenmesh/runtime";
 import type { InferenceConfig } from "./config.js";
+import { pinToCpus } from "./cpu-affinity.js";
 import { ModelRegistry } from "./domain/model-registry.js";
 import { LocalEngine } from "./engines/local/local-engine.js";
 import { inferenceHandlers } from "./grpc/inference.handlers.js";
@@ -106,6 +108,11 @@ export function createApp(
     host,
     registry,
     async start() {
+      if (config.INFERENCE_CPU_AFFINITY !== undefined) {
+        // Before any model loads: the engine's threads inherit the mask.
+        pinToCpus(config.INFERENCE_CPU_AFFINITY);
+        logger.info({ cpus: config.INFERENCE_CPU_AFFINITY, threads: availableParallelism() }, "kept on CPUs");
+      }
       await apply(await catalog.start());
       await host.start();
       logger.info(modelsInfo(), "models");

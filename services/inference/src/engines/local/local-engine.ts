@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import type { LocalModelEntry, ModelEntry } from "@tokenmesh/catalog";
 import {
   type ChatChunk,
@@ -460,7 +461,9 @@ export class LocalEngine implements Engine {
       const model = await llama.loadModel({ modelPath: path, gpuLayers: entry.gpu_layers });
       // ggml's worker threads spin while waiting for each other; more threads than free cores collapses throughput
       // (measured on a 2-vCPU VM: 1 thread 1800 tok/s, 2 threads 68 tok/s), so leave a core to the event loop.
-      const threads = entry.threads > 0 ? entry.threads : Math.max(1, llama.cpuMathCores - 1);
+      // availableParallelism() counts the CPUs this process may use (INFERENCE_CPU_AFFINITY, a cpuset).
+      const cores = Math.min(llama.cpuMathCores, availableParallelism());
+      const threads = entry.threads > 0 ? entry.threads : Math.max(1, cores - 1);
       const contextSize = Math.min(entry.context_window, model.trainContextSize);
       let loaded: LoadedModel;
       if (entry.kind === "embedding") {
