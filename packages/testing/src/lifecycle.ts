@@ -2,7 +2,7 @@ import { credentials, makeGenericClientConstructor, type ServiceError } from "@g
 import { service as healthService } from "grpc-health-check";
 import { describe, expect, it } from "vitest";
 import { freePort } from "./ports.js";
-import { spawnService } from "./process.js";
+import { type ServiceProcess, spawnService } from "./process.js";
 
 /** Calls `grpc.health.v1.Health/Check` for `service` ("" = the whole server); resolves to the status name. */
 export function grpcHealth(address: string, service = ""): Promise<string> {
@@ -43,6 +43,8 @@ export interface LifecycleSuiteOptions {
   badEnv: [name: string, value: string];
   /** Time allowed for the service to become ready (model loading takes longer). */
   readyTimeoutMs?: number;
+  /** More checks on the ready process (its pid, what it answers), before it is stopped. */
+  whileReady?: (proc: ServiceProcess) => Promise<void> | void;
 }
 
 /**
@@ -79,6 +81,7 @@ export function serviceLifecycleSuite(options: LifecycleSuiteOptions): void {
         expect(await grpcHealth(`127.0.0.1:${ports.grpc}`)).toBe("SERVING");
         if (options.grpcService)
           expect(await grpcHealth(`127.0.0.1:${ports.grpc}`, options.grpcService)).toBe("SERVING");
+        await options.whileReady?.(proc);
       } finally {
         const started = Date.now();
         const exit = await proc.stop();

@@ -111,7 +111,7 @@ export function createApp(
       if (config.INFERENCE_CPU_AFFINITY !== undefined) {
         // Before any model loads: the engine's threads inherit the mask.
         pinToCpus(config.INFERENCE_CPU_AFFINITY);
-        logger.info({ cpus: config.INFERENCE_CPU_AFFINITY, threads: availableParallelism() }, "kept on CPUs");
+        logger.info({ cpus: config.INFERENCE_CPU_AFFINITY, usable: availableParallelism() }, "kept on CPUs");
       }
       await apply(await catalog.start());
       await host.start();

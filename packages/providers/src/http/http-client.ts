@@ -129,6 +129,7 @@ export class UpstreamHttpClient {
    */
   async post(req: UpstreamRequest): Promise<UpstreamExchange> {
     if (req.signal.aborted) throw abortedError(req.signal);
+    const target = upstreamTarget(req.url);
     const controller = new AbortController();
     let timedOut = false;
     const onAbort = (): void => controller.abort(req.signal.reason);
@@ -138,7 +139,6 @@ export class UpstreamHttpClient {
       controller.abort();
     }, req.timeoutMs);
     const started = performance.now();
-    const target = upstreamTarget(req.url);
     // The exchange's CLIENT span; its context goes upstream as W3C traceparent, as OpenTelemetry's undici
     // instrumentation did (attributes only when the span is recorded).
     const parent = context.active();
