@@ -11,7 +11,7 @@
 // all alike, and the median is reported. tokens/s = output tokens (from the final usage chunk) / wall time from
 // the request's start to its last chunk; for N streams, the sum of output tokens / time from the common start to
 // the last chunk of the last stream.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -59,28 +59,27 @@ const cases = new Set(args.cases.split(","));
 for (const c of cases)
   if (!["raw", "svc", "mesh", "burn"].includes(c)) throw new Error(`--cases: unknown case ${c} (raw, svc, mesh, burn)`);
 // The CPUs the engine is kept on, on every side alike: the raw engine's process (this one, during raw runs) and the
-// inference service (INFERENCE_CPU_AFFINITY). "auto": the last CPU, when there are two or more; "none": anywhere.
-const startCpus = cpusOf(cpuList(process.pid));
+// inference service (INFERENCE_CPU_AFFINITY), with the service's own helpers. "auto": the last CPU this process may
+// use, when there are two or more (Linux; elsewhere none); "none": anywhere.
+const { parseCpuList, pinToCpus } = await import(new URL("cpu-affinity.js", dist).href);
+/** The CPUs this process may use, from /proc (Linux); undefined elsewhere. */
+function ownCpus() {
+  try {
+    const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
+    return list === undefined ? undefined : parseCpuList(list);
+  } catch {
+    return undefined;
+  }
+}
+const startCpus = args.cpus === "none" ? undefined : ownCpus();
 const engineCpus =
-  args.cpus === "auto"
-    ? startCpus.length > 1
-      ? String(startCpus.at(-1))
-      : undefined
-    : args.cpus === "none"
-      ? undefined
+  args.cpus === "none"
+    ? undefined
+    : args.cpus === "auto"
+      ? startCpus !== undefined && startCpus.length > 1
+        ? String(startCpus.at(-1))
+        : undefined
       : args.cpus;
-if (engineCpus !== undefined && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(engineCpus))
-  throw new Error("--cpus: auto, none or a CPU list");
-/** The CPUs of a list (`0-1,3` → [0, 1, 3]). */
-function cpusOf(list) {
-  return list.split(",").flatMap((part) => {
-    const [a, b = a] = part.split("-").map(Number);
-    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  });
-}
-function cpuList(pid) {
-  return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-}
 /**
  * Where everything else runs when the engine has its CPUs: this process (the clients of the svc and mesh cases) and
  * every process it starts (NATS, Redis, router, cost, gateway, the burner) keep to the other CPUs, as on a host that
@@ -89,22 +88,19 @@ function cpuList(pid) {
  */
 let otherCpus;
 if (engineCpus !== undefined) {
-  const engineSet = new Set(cpusOf(engineCpus));
-  const rest = startCpus.filter((c) => !engineSet.has(c));
-  otherCpus = rest.length > 0 ? rest.join(",") : cpuList(process.pid);
-  keepOn(otherCpus);
-}
-function keepOn(list) {
-  execFileSync("taskset", ["--all-tasks", "--pid", "--cpu-list", list, String(process.pid)], { stdio: "ignore" });
+  const engineSet = new Set(parseCpuList(engineCpus));
+  const rest = (startCpus ?? []).filter((c) => !engineSet.has(c));
+  otherCpus = (rest.length > 0 ? rest : (startCpus ?? [...engineSet])).join(",");
+  pinToCpus(otherCpus);
 }
 /** Runs `fn` with this process (the raw engine's threads) on `--cpus`, as the inference service keeps itself. */
 async function onEngineCpus(fn) {
   if (engineCpus === undefined) return fn();
-  keepOn(engineCpus);
+  pinToCpus(engineCpus);
   try {
     return await fn();
   } finally {
-    keepOn(otherCpus);
+    pinToCpus(otherCpus);
   }
 }
 

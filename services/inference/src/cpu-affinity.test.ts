@@ -30,13 +30,14 @@ describe.skipIf(process.platform !== "linux" || !hasTaskset)("pinToCpus", () => 
       process.execPath,
       [
         "-e",
-        `process.stdin.once("data", () => require("node:crypto").pbkdf2("x", "y", 1, 8, "sha1", () => process.stdout.write("ran")));`,
+        `process.stdin.once("data", () => require("node:crypto").pbkdf2("x", "y", 1, 8, "sha1", () => process.stdout.write("ran")));
+         process.stdout.write("up");`,
       ],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
     try {
       const pid = child.pid!;
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => child.stdout.once("data", r));
       const before = readdirSync(`/proc/${pid}/task`).length;
       pinToCpus(last, pid);
       const ran = new Promise<string>((r) => child.stdout.once("data", (d) => r(String(d))));
