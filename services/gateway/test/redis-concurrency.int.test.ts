@@ -217,6 +217,27 @@ describe("RedisConcurrencyLimiter", () => {
     next.release();
   });
 
+  it("takes out a waiter whose client left while it was being enqueued", async () => {
+    const r = await replica();
+    const limit: LimitSpec = { id: `model:${randomUUID()}`, cap: 1, tenant: "t" };
+    const holder = await r.acquire(req([limit]));
+    const ctrl = new AbortController();
+    // The abort lands after the enqueue script ran in Redis and before acquire() listens for it (seen once in CI:
+    // the waiter then sat in the queue until its maximum wait).
+    const run = (r as unknown as { run: (op: string, ...a: unknown[]) => Promise<unknown> }).run.bind(r);
+    (r as unknown as { run: typeof run }).run = async (op, ...a) => {
+      const out = await run(op, ...a);
+      if (op === "acquire") ctrl.abort();
+      return out;
+    };
+    // Unnoticed, the abort would leave it waiting out its 1 s and be refused RESOURCE_EXHAUSTED instead.
+    await expect(r.acquire(req([limit], { signal: ctrl.signal, maxWaitMs: 1_000 }))).rejects.toMatchObject({
+      code: "CANCELLED",
+    });
+    expect(await depth(limit.id)).toBe(0);
+    holder.release();
+  });
+
   it("gives a crashed holder's slot to a waiter on another replica when its lease expires", async () => {
     const crashed = await replica();
     const survivor = await replica();

@@ -407,6 +407,8 @@ export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
           },
         });
         if (this.early.delete(req.requestId)) this.granted(req.requestId);
+        // An abort between the enqueue and the listener above fired no event: the client left while the script ran.
+        if (req.signal?.aborted) onAbort();
       });
     } finally {
       metrics.queueDepth.dec(labels);
