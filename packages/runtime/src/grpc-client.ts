@@ -85,7 +85,9 @@ export async function* callStream<Req, Res>(
 ): AsyncGenerator<Res> {
   const call = method(request, params.metadata ?? new Metadata(), callOptions(params));
   const onAbort = () => call.cancel();
-  params.signal?.addEventListener("abort", onAbort, { once: true });
+  // As callUnary: a signal aborted before the stream is first read fires no event.
+  if (params.signal?.aborted) call.cancel();
+  else params.signal?.addEventListener("abort", onAbort, { once: true });
   let finished = false;
   try {
     for await (const msg of call) yield msg as Res;
