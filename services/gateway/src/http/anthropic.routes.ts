@@ -21,7 +21,7 @@ import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody, servedVer
 import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 import { parseBody } from "./parse-body.js";
-import { writeThisTurn } from "./stream-write.js";
+import { whenWritable, writeThisTurn } from "./stream-write.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;
@@ -123,14 +123,17 @@ export function registerAnthropicRoutes(
         "cache-control": "no-cache",
         ...rateHeaders(started.rate),
       });
-      const write = (events: AnthropicEvent[]) => {
-        if (events.length > 0 && !raw.destroyed) writeThisTurn(raw, events.map(sse).join(""));
-      };
+      /** False when the client's buffer is full: the caller waits for `whenWritable` before reading on. */
+      const write = (events: AnthropicEvent[]): boolean =>
+        events.length === 0 || raw.destroyed || writeThisTurn(raw, events.map(sse).join(""));
       const ping = setInterval(() => write([{ event: "ping", data: { type: "ping" } }]), PING_INTERVAL_MS);
       ping.unref();
       const t = new MessagesStreamTranslator(messageId(req.id));
       try {
-        for await (const chunk of started.chunks) write(t.push(chunk));
+        for await (const chunk of started.chunks) {
+          // A client that reads slower than the answer comes holds the stream back rather than filling memory.
+          if (!write(t.push(chunk))) await whenWritable(raw);
+        }
         write(t.end());
         raw.end();
         metrics.requests.inc({ api: "http", endpoint: "messages", status: "200" });

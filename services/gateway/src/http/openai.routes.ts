@@ -7,7 +7,7 @@ import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody } from "./openai.schema.js";
 import { parseBody } from "./parse-body.js";
-import { writeThisTurn } from "./stream-write.js";
+import { whenWritable, writeThisTurn } from "./stream-write.js";
 import { routeHeaders, routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
@@ -73,7 +73,10 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
     try {
       for await (const chunk of started.chunks) {
         if (chunk.choices.length === 0 && !includeUsage) continue;
-        writeThisTurn(raw, `data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`);
+        // A client that reads slower than the answer comes holds the stream back rather than filling memory.
+        if (!writeThisTurn(raw, `data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`)) {
+          await whenWritable(raw);
+        }
       }
       if (started.route.upgradeId) writeThisTurn(raw, upgradeEvent(started.route.upgradeId));
       raw.end("data: [DONE]\n\n");

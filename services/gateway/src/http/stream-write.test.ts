@@ -1,7 +1,7 @@
 import { createServer, type Server, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { writeThisTurn } from "./stream-write.js";
+import { whenWritable, writeThisTurn } from "./stream-write.js";
 
 let server: Server | undefined;
 afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
@@ -53,5 +53,64 @@ describe("writeThisTurn", () => {
     const { body, socketWrites } = await serve(threeTicksApart((res, data) => res.write(data)));
     expect(body).toBe("data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n");
     expect(socketWrites).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("whenWritable", () => {
+  /**
+   * Streams `total` events of 1 KiB from an async source the way the SSE routes do, to a client that reads nothing at
+   * first; returns how many events the route had pulled while the client was stalled, and what it then received.
+   */
+  async function stalledClient(wait: boolean, total: number) {
+    let pulled = 0;
+    async function* source() {
+      for (let i = 0; i < total; i++) {
+        pulled++;
+        yield `data: ${String(i).padStart(8, "0")}${"x".repeat(1000)}\n\n`;
+      }
+    }
+    let routeDone: Promise<void> = Promise.resolve();
+    server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      routeDone = (async () => {
+        for await (const data of source()) if (!writeThisTurn(res, data) && wait) await whenWritable(res);
+        res.end("data: [DONE]\n\n");
+      })();
+    });
+    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    const socket = connect(port, "127.0.0.1");
+    socket.pause();
+    socket.write("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    // The route runs until the socket's buffers are full (or, without waiting, to its end).
+    let last = -1;
+    while (pulled !== last) {
+      last = pulled;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const pulledWhileStalled = pulled;
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    const ended = new Promise((r) => socket.on("end", r));
+    socket.resume();
+    await ended;
+    await routeDone;
+    const body = Buffer.concat(chunks).toString();
+    return { pulledWhileStalled, events: body.split("data: ").length - 2, done: body.includes("data: [DONE]\n\n") };
+  }
+
+  const total = 40_000; // ~40 MB: more than loopback socket buffers hold
+
+  it("holds the source back while the client does not read, and then delivers everything", async () => {
+    const r = await stalledClient(true, total);
+    expect(r.pulledWhileStalled).toBeLessThan(total / 2);
+    expect(r.events).toBe(total);
+    expect(r.done).toBe(true);
+  });
+
+  it("is what makes the difference: without it the whole answer is buffered in the process", async () => {
+    const r = await stalledClient(false, total);
+    expect(r.pulledWhileStalled).toBe(total);
+    expect(r.events).toBe(total);
   });
 });
