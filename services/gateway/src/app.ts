@@ -328,7 +328,8 @@ export function createApp(
       await publisher.startRecovery(RECOVER_AFTER_MS);
       usageSink = new JetStreamUsageSink(publisher, logger);
       await holds.start();
-      await budgets.start(js);
+      // Hard-scope changes arrive on a subscriber connection of their own: requests read no Redis key for them.
+      await budgets.start(js, redis.duplicate({ lazyConnect: false }));
       await concurrency.start();
       await jobs.start(nc, js, await jetstreamManager(nc));
       await host.start();

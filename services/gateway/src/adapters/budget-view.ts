@@ -2,6 +2,7 @@ import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
 import { BudgetThresholdEvent, decodeEvent } from "@tokenmesh/events";
 import type { BudgetThresholdCrossed } from "@tokenmesh/proto/events/v1/events";
 import type { Logger } from "@tokenmesh/telemetry";
+import type { Redis } from "ioredis";
 import type { Budgets } from "../domain/ports.js";
 import type { RedisHardScopes } from "./hard-scopes.js";
 
@@ -17,7 +18,8 @@ function periodKey(period: string, now = new Date()): string {
  * What the gateway knows about budgets without a round trip per request:
  * - soft budgets at 100 %, from `llm.budget.threshold.v1` (an ordered consumer per replica replays the stream at
  *   start, so a new replica knows the current period's state); a block lapses when its period rolls over;
- * - which scopes have a hard budget (RedisHardScopes: exact, read per request), so only those call Reserve.
+ * - which scopes have a hard budget (RedisHardScopes: exact; pushed to a watching replica, else read per request),
+ *   so only those call Reserve.
  */
 export class BudgetView implements Budgets {
   private readonly blockedUntil = new Map<string, { period: string; key: string }>();
@@ -37,7 +39,12 @@ export class BudgetView implements Budgets {
     private readonly stillOver: (scope: string, id: string, period: string) => Promise<boolean>,
   ) {}
 
-  async start(js: JetStreamClient): Promise<void> {
+  /**
+   * Starts watching: `subscriber` (a Redis connection of its own) carries hard-scope changes, so requests read no
+   * Redis key for them; the threshold events are replayed; blocks and the hard-scope list are rechecked periodically.
+   */
+  async start(js: JetStreamClient, subscriber?: Redis): Promise<void> {
+    if (subscriber !== undefined) await this.hard.watch(subscriber);
     await this.reconcile();
     this.timer = setInterval(() => void this.recheckBlocked(), 1_000);
     this.timer.unref();
@@ -121,5 +128,6 @@ export class BudgetView implements Budgets {
     clearInterval(this.timer);
     clearInterval(this.reconcileTimer);
     await this.stopConsumer?.();
+    await this.hard.unwatch();
   }
 }
