@@ -176,6 +176,15 @@ describe("POST /v1/messages through the official Anthropic client", () => {
       stream: true,
     });
     expect(raw.res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    // Why the router chose the model, as on /v1/chat/completions (streamed and whole).
+    expect(raw.res.headers.get("x-tokenmesh-route-reason")).toBe("alias:gpt");
+    const whole = await post("/v1/messages", {
+      model: "gpt",
+      max_tokens: 8,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(whole.res.status).toBe(200);
+    expect(whole.res.headers.get("x-tokenmesh-route-reason")).toBe("alias:gpt");
     expect(raw.events.map((e) => e.event).slice(0, 3)).toEqual(["message_start", "ping", "content_block_start"]);
     for (const e of raw.events) expect(e.data.type).toBe(e.event);
   });

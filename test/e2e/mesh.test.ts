@@ -470,6 +470,15 @@ describe("the gRPC front door", () => {
         text += chunk.choices.map((c) => c.content).join("");
       }
       expect(text).toBe("hello grpc");
+      // Why the router chose the model, as response metadata (the HTTP API's x-tokenmesh-route-reason header).
+      const reasonOf = (call: { on(e: "metadata", f: (m: Metadata) => void): unknown }) =>
+        new Promise<unknown>((resolve) => call.on("metadata", (m) => resolve(m.get("x-tokenmesh-route-reason")[0])));
+      const unaryReason = reasonOf(grpc.chat(request, md, () => undefined));
+      const stream = grpc.chatStream(request, md);
+      const streamReason = reasonOf(stream);
+      stream.on("data", () => undefined);
+      expect(await unaryReason).toBe("model:gpt-fake");
+      expect(await streamReason).toBe("model:gpt-fake");
       const emb = await callUnary(
         grpc.embed.bind(grpc),
         { model: "local-embed", input: ["x"], user: "" },

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import {
   ServerCredentials as Credentials,
-  type Metadata,
+  Metadata,
   type MethodDefinition,
   Server,
   type ServerCredentials,
@@ -42,6 +42,11 @@ export interface CallContext {
   /** The call's deadline, if the client set one. */
   deadline: Date | undefined;
   peer: string;
+  /**
+   * Sends response headers (initial metadata) ahead of the answer; only before the first message of a stream (or the
+   * response of a unary call), and once: later calls are ignored.
+   */
+  sendMetadata(headers: Record<string, string>): void;
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
@@ -166,6 +171,7 @@ export class GrpcServer {
       getDeadline(): Date | number;
       getPeer(): string;
       on(e: string, f: () => void): unknown;
+      sendMetadata(md: Metadata): void;
     }) => {
       const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
       const span = tracer().startSpan(
@@ -194,7 +200,20 @@ export class GrpcServer {
         ac.abort(new AppError("CANCELLED", "cancelled by the client"));
       });
       const started = performance.now();
-      const ctx: CallContext = { metadata: call.metadata, signal: ac.signal, deadline, peer: call.getPeer() };
+      let headersSent = false;
+      const ctx: CallContext = {
+        metadata: call.metadata,
+        signal: ac.signal,
+        deadline,
+        peer: call.getPeer(),
+        sendMetadata: (headers) => {
+          if (headersSent) return;
+          headersSent = true;
+          const md = new Metadata();
+          for (const [k, v] of Object.entries(headers)) md.set(k, v);
+          call.sendMetadata(md);
+        },
+      };
       const end = (err?: unknown) => {
         ended = true;
         clearTimeout(deadlineTimer);

@@ -5,6 +5,7 @@ import type { ChatFlow } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
 import { statedPriority } from "../domain/priority.js";
 import { correlationId, mintRequestId } from "../domain/request-id.js";
+import { routeHeaders } from "../http/upgrade.routes.js";
 import { metrics } from "../metrics.js";
 import { checkChatRequest, checkEmbedRequest } from "./request-checks.js";
 
@@ -58,7 +59,7 @@ export function gatewayHandlers(deps: {
   const { flow } = deps;
   return {
     async chat(request, ctx) {
-      const { response } = await counted("chat", () => {
+      const { response, route } = await counted("chat", () => {
         checkChatRequest(request);
         return flow.complete({
           authorization: authorization(ctx),
@@ -69,6 +70,8 @@ export function gatewayHandlers(deps: {
           ...admissionOf(ctx),
         });
       });
+      // Why the router chose the model (and a cache or upgrade), as the HTTP API's x-tokenmesh-* headers.
+      ctx.sendMetadata(routeHeaders(route));
       return response;
     },
 
@@ -85,6 +88,7 @@ export function gatewayHandlers(deps: {
           endpoint: "chat",
           ...admissionOf(ctx),
         });
+        ctx.sendMetadata(routeHeaders(started.route));
         yield* started.chunks;
       } catch (err) {
         status = toAppError(err).code;

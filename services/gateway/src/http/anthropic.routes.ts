@@ -22,6 +22,7 @@ import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 import { parseBody } from "./parse-body.js";
 import { whenWritable, writeThisTurn } from "./stream-write.js";
+import { routeHeaders } from "./upgrade.routes.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;
@@ -111,8 +112,10 @@ export function registerAnthropicRoutes(
         priority: statedPriority(req.headers["x-tokenmesh-priority"]),
       };
       if (!request.stream) {
-        const { response, rate } = await flow.complete(call);
-        return reply.headers(rateHeaders(rate)).send(toAnthropicMessage(response, req.id));
+        const { response, rate, route } = await flow.complete(call);
+        return reply
+          .headers({ ...rateHeaders(rate), ...routeHeaders(route) })
+          .send(toAnthropicMessage(response, req.id));
       }
       const started = await flow.start(call);
       reply.hijack();
@@ -122,6 +125,7 @@ export function registerAnthropicRoutes(
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
         ...rateHeaders(started.rate),
+        ...routeHeaders(started.route),
       });
       /** False when the client's buffer is full: the caller waits for `whenWritable` before reading on. */
       const write = (events: AnthropicEvent[]): boolean =>
