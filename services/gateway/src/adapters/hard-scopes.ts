@@ -167,8 +167,9 @@ export class RedisHardScopes {
     if (!confirmed || receivers === 0) return;
     const key = this.confirmPrefix + version;
     const until = Date.now() + CONFIRM_MS;
-    let confirmedBy = 0;
-    while ((confirmedBy = await this.redis.scard(key)) < receivers) {
+    for (;;) {
+      const confirmedBy = await this.redis.scard(key);
+      if (confirmedBy >= receivers) return;
       if (Date.now() >= until) {
         this.logger.warn(
           { version, receivers, confirmed: confirmedBy },
