@@ -154,11 +154,16 @@ describe("router over gRPC", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function route(model: string, requestId = uniqueName("req")): Promise<RouteResponse[]> {
+  async function route(
+    model: string,
+    requestId = uniqueName("req"),
+    routeWithFirstChunk = false,
+  ): Promise<RouteResponse[]> {
     const out: RouteResponse[] = [];
     const stream = callStream(client.route.bind(client), {
       context: { requestId, keyId: "k", team: "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({ model, messages: [{ role: 2, content: "hi" }] }),
+      routeWithFirstChunk,
     });
     for await (const msg of stream) out.push(msg);
     return out;
@@ -185,6 +190,16 @@ describe("router over gRPC", () => {
       `${rid}:flaky`,
       `${rid}:flaky`,
     ]);
+  });
+
+  it("sends the route on the first chunk when the caller asks, one message fewer", async () => {
+    const apart = await route("flaky-alias");
+    const together = await route("flaky-alias", uniqueName("req"), true);
+    expect(together).toHaveLength(apart.length - 1);
+    expect(together[0]?.route).toBeUndefined();
+    expect(together[0]?.chunkRoute).toEqual(apart[0]?.route);
+    expect(together[0]?.chunk).toEqual(apart[1]?.chunk);
+    expect(text(together)).toBe("hello from flaky");
   });
 
   it("records a GenAI chat CLIENT span per attempt", async () => {

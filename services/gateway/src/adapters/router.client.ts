@@ -29,10 +29,14 @@ export class GrpcRouter implements Router, Upgrades {
       context: ctx,
       request,
       hints: { prefer: hints?.prefer ?? "", speculativeModel: hints?.speculativeModel ?? "" },
+      // The route comes with the first chunk (a whole answer is one message); a router of an earlier release
+      // ignores this and sends it alone, which reads the same here.
+      routeWithFirstChunk: true,
     };
     for await (const ev of callStream(this.client.route.bind(this.client), req, { signal })) {
-      if (ev.route === undefined) yield { chunk: ev.chunk };
-      else yield { route: { ...ev.route, cacheKind: cacheKindName(ev.route.cacheKind) }, chunk: ev.chunk };
+      const route = ev.route ?? ev.chunkRoute;
+      if (route === undefined) yield { chunk: ev.chunk };
+      else yield { route: { ...route, cacheKind: cacheKindName(route.cacheKind) }, chunk: ev.chunk };
     }
   }
 

@@ -2,7 +2,13 @@ import { randomUUID } from "node:crypto";
 import type { Catalog, LiveCatalog, ModelEntry } from "@tokenmesh/catalog";
 import type { ChatChunk, ChatRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { CacheKind, RouteInfo, type RouteRequest, type RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import {
+  CacheKind,
+  RouteInfo,
+  type RouteRequest,
+  type RouteResponse,
+  type RouterServiceService,
+} from "@tokenmesh/proto/router/v1/router";
 import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
 import { currentTraceIds, type Logger, trace } from "@tokenmesh/telemetry";
 import { estimateMessageTokens } from "@tokenmesh/tokens";
@@ -166,168 +172,173 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
     return { id, fast: { ...fast, reason: `speculative:fast=${fast.resolved.id} slow=${main.resolved.id}` } };
   }
 
-  return {
-    async *route(req, ctx) {
-      const request = required(req.request, "request");
-      const prefer = ROUTE_PREFERENCES.find((p) => p === req.hints?.prefer);
-      const main = plan(request.model, "chat", ctx, request, prefer);
-      const fastName = req.hints?.speculativeModel ?? "";
-      const upgrade = fastName === "" ? undefined : await startUpgrade(req, request, main, fastName, ctx);
-      const upgradeId = upgrade?.id ?? "";
-      const { options, model, resolved, cachePolicy, reason } = upgrade?.fast ?? main;
-      trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", reason);
-      const mode = cache === undefined ? "off" : cacheMode(cachePolicy, request);
-      const scopeOf = (id: string) => cacheScope(req.context, model(id)?.shared_cache ?? false);
-      const primaryKey =
-        mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request, scopeOf(resolved.id)) : undefined;
-      if (cache !== undefined && mode === "lookup" && primaryKey !== undefined) {
-        const hit = await cache.lookup(primaryKey);
-        // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
-        if (hit !== undefined && hit.model === resolved.id) {
-          routerMetrics.cacheRequests.inc({ result: "hit" });
-          yield {
-            route: {
-              ...routeInfo(resolved, 0, `${reason} cache=hit`),
-              cacheHit: true,
-              cacheKind: CacheKind.CACHE_KIND_EXACT,
-              upgradeId,
-            },
-          };
-          for (const chunk of hit.chunks) yield { chunk };
-          return;
-        }
-        routerMetrics.cacheRequests.inc({ result: "miss" });
-      } else if (mode !== "off") {
-        routerMetrics.cacheRequests.inc({ result: "bypass" });
-      }
-      const caller = req.context ?? { keyId: "", team: "" };
-      const semantic = deps.semantic?.open(catalog.current.routes.semanticCache, request, caller, resolved.id);
-      if (semantic?.mode === "lookup") {
-        const found = await semantic.lookup();
-        if (found.result === "hit") {
-          const info = routeInfo(resolved, 0, `${reason} cache=semantic`);
-          yield {
-            route: {
-              ...info,
-              cacheHit: true,
-              cacheKind: CacheKind.CACHE_KIND_SEMANTIC,
-              cacheSimilarity: found.similarity,
-              upgradeId,
-            },
-          };
-          for (const chunk of found.answer.chunks) yield { chunk };
-          return;
-        }
-      }
-
-      const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
-      // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
-      // What the providers served is reported as soon as it is known (and again if it grows): a router that dies
-      // while forwarding an answer has already said what it cost.
-      let outcome = "error";
-      const traceId = currentTraceIds().traceId;
-      const tally = new ServedUsage(
-        () => estimateMessageTokens(request.messages),
-        (totals) => {
-          served?.record(req.context, totals, {
-            modelRequested: request.model,
-            // The provider's own count means the answer completed; an estimate ended early.
-            status: totals.estimated ? (ctx.signal.aborted ? "cancelled" : outcome) : "ok",
-            endpoint: "chat",
-            stream: request.stream,
-            traceId,
-          });
-        },
-      );
-      // One attempt on one model. Its time to first token feeds the latency statistics; `hedge` marks an attempt
-      // that may lose a race, whose usage then counts as discarded (its input too, if it was cut off before any).
-      const attempt = (id: string, r: ChatRequest, signal: AbortSignal, hedge?: { lost(): boolean }) => {
-        const started = performance.now();
-        const own = new AbortController();
-        const abort = () => own.abort(signal.reason);
-        if (signal.aborted) abort();
-        else signal.addEventListener("abort", abort, { once: true });
-        const chunks = tally.track(model(id), models.generate(model(id), r, { ...call, signal: own.signal }), {
-          drainOnCancel: !request.stream,
-          discarded: hedge === undefined ? false : () => hedge.lost(),
-          billsInput: hedge === undefined ? undefined : () => hedge.lost(),
-        });
-        return {
-          cancel: () => own.abort(new AppError("CANCELLED", "a hedged attempt lost the race")),
-          chunks: (async function* () {
-            let first = true;
-            try {
-              for await (const chunk of chunks) {
-                if (first) {
-                  first = false;
-                  latency?.record(id, performance.now() - started);
-                }
-                yield chunk;
-              }
-            } finally {
-              signal.removeEventListener("abort", abort);
-            }
-          })(),
-        };
-      };
-      // The model that won a hedged attempt, by candidate id, for RouteInfo.
-      const hedgeWinners = new Map<string, { model: string; index: number }>();
-      const generate: Generator<ChatRequest, ChatChunk> = (id, r, callerSignal) => {
-        // A streamed answer stops when its caller goes (the provider stops generating and bills what it made); a
-        // non-streamed one is generated whole anyway, so it is read to its end and billed even if the caller is
-        // gone (its own timeout still bounds it).
-        const signal = request.stream ? callerSignal : new AbortController().signal;
-        const hedgePolicy = hedgePlan(id, model(id).hedge, (m, p) => latency?.percentile(m, p));
-        if (hedgePolicy === undefined) return attempt(id, r, signal).chunks;
-        let winner = -1;
-        return hedged({
-          primary: id,
-          plan: hedgePolicy,
-          timer: deps.timer,
-          start: (target, index) => attempt(target, r, signal, { lost: () => winner !== -1 && winner !== index }),
-          onHedge: (target) => routerMetrics.hedges.inc({ model: id, to: target }),
-          onWinner: (target, index) => {
-            winner = index;
-            hedgeWinners.set(id, { model: target, index });
-            if (index > 0) routerMetrics.hedgeWins.inc({ model: id, to: target });
+  /** Route's answer: the route taken (once the first chunk is there), then the chunks. */
+  async function* routeEvents(req: RouteRequest, ctx: CallContext): AsyncGenerator<RouteResponse> {
+    const request = required(req.request, "request");
+    const prefer = ROUTE_PREFERENCES.find((p) => p === req.hints?.prefer);
+    const main = plan(request.model, "chat", ctx, request, prefer);
+    const fastName = req.hints?.speculativeModel ?? "";
+    const upgrade = fastName === "" ? undefined : await startUpgrade(req, request, main, fastName, ctx);
+    const upgradeId = upgrade?.id ?? "";
+    const { options, model, resolved, cachePolicy, reason } = upgrade?.fast ?? main;
+    trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", reason);
+    const mode = cache === undefined ? "off" : cacheMode(cachePolicy, request);
+    const scopeOf = (id: string) => cacheScope(req.context, model(id)?.shared_cache ?? false);
+    const primaryKey =
+      mode === "lookup" || mode === "refresh" ? cacheKey(resolved.id, request, scopeOf(resolved.id)) : undefined;
+    if (cache !== undefined && mode === "lookup" && primaryKey !== undefined) {
+      const hit = await cache.lookup(primaryKey);
+      // The key covers the model id, so a stored answer always names `resolved`; anything else is not ours.
+      if (hit !== undefined && hit.model === resolved.id) {
+        routerMetrics.cacheRequests.inc({ result: "hit" });
+        yield {
+          route: {
+            ...routeInfo(resolved, 0, `${reason} cache=hit`),
+            cacheHit: true,
+            cacheKind: CacheKind.CACHE_KIND_EXACT,
+            upgradeId,
           },
-        });
-      };
-      let recorder: AnswerRecorder<ChatChunk> | undefined;
-      let semanticRecorder: AnswerRecorder<ChatChunk> | undefined;
-      try {
-        for await (const event of streamWithFallback(generate, request, options)) {
-          if (event.type === "route") {
-            if (cache !== undefined && primaryKey !== undefined) {
-              // Stored under the model that actually answered: a fallback's answer is not the primary's.
-              const key =
-                event.model === resolved.id ? primaryKey : cacheKey(event.model, request, scopeOf(event.model));
-              recorder = cache.record(key, event.model, cachePolicy);
-            }
-            const won = hedgeWinners.get(event.model);
-            const servedBy = won?.model ?? event.model;
-            semanticRecorder = semantic?.record(servedBy);
-            let why = reason;
-            if (event.model !== resolved.id) why += ` fallback=${event.model}`;
-            if (won !== undefined && won.index > 0) why += ` hedge=won:${won.model}`;
-            if (why !== reason) trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", why);
-            yield { route: { ...routeInfo(model(servedBy), event.attempts, why), upgradeId } };
-          } else {
-            recorder?.add(event.chunk);
-            semanticRecorder?.add(event.chunk);
-            yield { chunk: event.chunk };
-          }
-        }
-        outcome = "ok";
-      } finally {
-        if (ctx.signal.aborted) outcome = "cancelled";
+        };
+        for (const chunk of hit.chunks) yield { chunk };
+        return;
       }
-      // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
-      if (ctx.signal.aborted) return;
-      const cached = recorder?.finish();
-      if (cached !== undefined && cached !== "stored") logger.debug({ outcome: cached }, "answer not cached");
-      const kept = semanticRecorder?.finish();
-      if (kept !== undefined && kept !== "stored") logger.debug({ outcome: kept }, "answer not semantically cached");
+      routerMetrics.cacheRequests.inc({ result: "miss" });
+    } else if (mode !== "off") {
+      routerMetrics.cacheRequests.inc({ result: "bypass" });
+    }
+    const caller = req.context ?? { keyId: "", team: "" };
+    const semantic = deps.semantic?.open(catalog.current.routes.semanticCache, request, caller, resolved.id);
+    if (semantic?.mode === "lookup") {
+      const found = await semantic.lookup();
+      if (found.result === "hit") {
+        const info = routeInfo(resolved, 0, `${reason} cache=semantic`);
+        yield {
+          route: {
+            ...info,
+            cacheHit: true,
+            cacheKind: CacheKind.CACHE_KIND_SEMANTIC,
+            cacheSimilarity: found.similarity,
+            upgradeId,
+          },
+        };
+        for (const chunk of found.answer.chunks) yield { chunk };
+        return;
+      }
+    }
+
+    const call: Omit<InferenceCall, "signal"> = { context: req.context, deadline: ctx.deadline };
+    // What each attempt consumes is counted where the provider is called, and reported whatever happens next.
+    // What the providers served is reported as soon as it is known (and again if it grows): a router that dies
+    // while forwarding an answer has already said what it cost.
+    let outcome = "error";
+    const traceId = currentTraceIds().traceId;
+    const tally = new ServedUsage(
+      () => estimateMessageTokens(request.messages),
+      (totals) => {
+        served?.record(req.context, totals, {
+          modelRequested: request.model,
+          // The provider's own count means the answer completed; an estimate ended early.
+          status: totals.estimated ? (ctx.signal.aborted ? "cancelled" : outcome) : "ok",
+          endpoint: "chat",
+          stream: request.stream,
+          traceId,
+        });
+      },
+    );
+    // One attempt on one model. Its time to first token feeds the latency statistics; `hedge` marks an attempt
+    // that may lose a race, whose usage then counts as discarded (its input too, if it was cut off before any).
+    const attempt = (id: string, r: ChatRequest, signal: AbortSignal, hedge?: { lost(): boolean }) => {
+      const started = performance.now();
+      const own = new AbortController();
+      const abort = () => own.abort(signal.reason);
+      if (signal.aborted) abort();
+      else signal.addEventListener("abort", abort, { once: true });
+      const chunks = tally.track(model(id), models.generate(model(id), r, { ...call, signal: own.signal }), {
+        drainOnCancel: !request.stream,
+        discarded: hedge === undefined ? false : () => hedge.lost(),
+        billsInput: hedge === undefined ? undefined : () => hedge.lost(),
+      });
+      return {
+        cancel: () => own.abort(new AppError("CANCELLED", "a hedged attempt lost the race")),
+        chunks: (async function* () {
+          let first = true;
+          try {
+            for await (const chunk of chunks) {
+              if (first) {
+                first = false;
+                latency?.record(id, performance.now() - started);
+              }
+              yield chunk;
+            }
+          } finally {
+            signal.removeEventListener("abort", abort);
+          }
+        })(),
+      };
+    };
+    // The model that won a hedged attempt, by candidate id, for RouteInfo.
+    const hedgeWinners = new Map<string, { model: string; index: number }>();
+    const generate: Generator<ChatRequest, ChatChunk> = (id, r, callerSignal) => {
+      // A streamed answer stops when its caller goes (the provider stops generating and bills what it made); a
+      // non-streamed one is generated whole anyway, so it is read to its end and billed even if the caller is
+      // gone (its own timeout still bounds it).
+      const signal = request.stream ? callerSignal : new AbortController().signal;
+      const hedgePolicy = hedgePlan(id, model(id).hedge, (m, p) => latency?.percentile(m, p));
+      if (hedgePolicy === undefined) return attempt(id, r, signal).chunks;
+      let winner = -1;
+      return hedged({
+        primary: id,
+        plan: hedgePolicy,
+        timer: deps.timer,
+        start: (target, index) => attempt(target, r, signal, { lost: () => winner !== -1 && winner !== index }),
+        onHedge: (target) => routerMetrics.hedges.inc({ model: id, to: target }),
+        onWinner: (target, index) => {
+          winner = index;
+          hedgeWinners.set(id, { model: target, index });
+          if (index > 0) routerMetrics.hedgeWins.inc({ model: id, to: target });
+        },
+      });
+    };
+    let recorder: AnswerRecorder<ChatChunk> | undefined;
+    let semanticRecorder: AnswerRecorder<ChatChunk> | undefined;
+    try {
+      for await (const event of streamWithFallback(generate, request, options)) {
+        if (event.type === "route") {
+          if (cache !== undefined && primaryKey !== undefined) {
+            // Stored under the model that actually answered: a fallback's answer is not the primary's.
+            const key = event.model === resolved.id ? primaryKey : cacheKey(event.model, request, scopeOf(event.model));
+            recorder = cache.record(key, event.model, cachePolicy);
+          }
+          const won = hedgeWinners.get(event.model);
+          const servedBy = won?.model ?? event.model;
+          semanticRecorder = semantic?.record(servedBy);
+          let why = reason;
+          if (event.model !== resolved.id) why += ` fallback=${event.model}`;
+          if (won !== undefined && won.index > 0) why += ` hedge=won:${won.model}`;
+          if (why !== reason) trace.getActiveSpan()?.setAttribute("tokenmesh.route.reason", why);
+          yield { route: { ...routeInfo(model(servedBy), event.attempts, why), upgradeId } };
+        } else {
+          recorder?.add(event.chunk);
+          semanticRecorder?.add(event.chunk);
+          yield { chunk: event.chunk };
+        }
+      }
+      outcome = "ok";
+    } finally {
+      if (ctx.signal.aborted) outcome = "cancelled";
+    }
+    // Reached only when the stream ended without error; a cancelled call may still end quietly, so check.
+    if (ctx.signal.aborted) return;
+    const cached = recorder?.finish();
+    if (cached !== undefined && cached !== "stored") logger.debug({ outcome: cached }, "answer not cached");
+    const kept = semanticRecorder?.finish();
+    if (kept !== undefined && kept !== "stored") logger.debug({ outcome: kept }, "answer not semantically cached");
+  }
+
+  return {
+    route(req, ctx) {
+      const events = routeEvents(req, ctx);
+      return req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
     },
 
     async embed(req, ctx) {
@@ -405,4 +416,30 @@ function tierOf(tiers: ReadonlyMap<string, readonly string[]>, id: string): stri
 function required<T>(value: T | undefined, param: string): T {
   if (value === undefined) throw new AppError("INVALID_ARGUMENT", `${param} is required`, { param });
   return value;
+}
+
+/**
+ * Carries the route on the answer's first chunk (`chunk_route`): one message instead of two, which is a whole
+ * non-streamed answer in one message. A route that no chunk follows (the answer ends or fails first) is sent on its
+ * own before the end or the error, as without this.
+ */
+export async function* withRouteOnFirstChunk(events: AsyncIterable<RouteResponse>): AsyncGenerator<RouteResponse> {
+  let route: RouteInfo | undefined;
+  try {
+    for await (const ev of events) {
+      if (ev.route !== undefined) {
+        if (route !== undefined) yield { route };
+        route = ev.route;
+      } else if (route !== undefined && ev.chunk !== undefined) {
+        yield { chunk: ev.chunk, chunkRoute: route };
+        route = undefined;
+      } else {
+        yield ev;
+      }
+    }
+  } catch (err) {
+    if (route !== undefined) yield { route };
+    throw err;
+  }
+  if (route !== undefined) yield { route };
 }
