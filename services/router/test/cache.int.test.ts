@@ -154,6 +154,7 @@ function chatRequest(prompt: string, o: RouteOptions = {}): ChatRequest {
 async function route(client: RouterServiceClient, prompt: string, o: RouteOptions = {}): Promise<RouteResponse[]> {
   const out: RouteResponse[] = [];
   const stream = callStream(client.route.bind(client), {
+    routeWithFirstChunk: false,
     context: {
       requestId: o.rid ?? uniqueName("req"),
       keyId: o.keyId ?? "k",
@@ -277,6 +278,7 @@ describe("router exact cache over gRPC and Redis", () => {
   it("does not store a stream the caller cancelled, and stops its generation", async () => {
     const prompt = uniqueName("prompt");
     const stream = callStream(a.client.route.bind(a.client), {
+      routeWithFirstChunk: false,
       context: { requestId: uniqueName("hang"), keyId: "k", team: "", user: "", priority: 0 },
       request: chatRequest(prompt, { stream: true }),
     });
@@ -294,6 +296,7 @@ describe("router exact cache over gRPC and Redis", () => {
     const prompt = uniqueName("prompt");
     const rid = uniqueName("held");
     const stream = callStream(a.client.route.bind(a.client), {
+      routeWithFirstChunk: false,
       context: { requestId: rid, keyId: "k", team: "", user: "", priority: 0 },
       request: chatRequest(prompt),
     });

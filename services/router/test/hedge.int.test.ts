@@ -68,6 +68,7 @@ describe("hedged requests through the router", () => {
     let route: RouteInfo | undefined;
     let usage: Usage | undefined;
     for await (const msg of callStream(client.route.bind(client), {
+      routeWithFirstChunk: false,
       context,
       request: ChatRequest.fromPartial({ model, stream: true, messages: [{ role: 2, content: "one two three" }] }),
     })) {

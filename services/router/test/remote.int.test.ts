@@ -106,6 +106,7 @@ describe("router calling remote providers in-process", () => {
   async function route(model: string, content = "hello remote world", stream = true): Promise<RouteResponse[]> {
     const out: RouteResponse[] = [];
     for await (const msg of callStream(client.route.bind(client), {
+      routeWithFirstChunk: false,
       context: ctx(),
       request: ChatRequest.fromPartial({ model, stream, messages: [{ role: 2, content }], maxTokens: 32 }),
     }))
@@ -201,6 +202,7 @@ describe("router calling remote providers in-process", () => {
       for await (const msg of callStream(
         client.route.bind(client),
         {
+          routeWithFirstChunk: false,
           context: ctx(),
           request: ChatRequest.fromPartial({
             model: "gpt",
@@ -229,6 +231,7 @@ describe("router calling remote providers in-process", () => {
       const complete = ctx();
       const out: RouteResponse[] = [];
       for await (const msg of callStream(client.route.bind(client), {
+        routeWithFirstChunk: false,
         context: complete,
         request: ChatRequest.fromPartial({
           model: "gpt",
@@ -260,6 +263,7 @@ describe("router calling remote providers in-process", () => {
         for await (const msg of callStream(
           client.route.bind(client),
           {
+            routeWithFirstChunk: false,
             context: cancelled,
             request: ChatRequest.fromPartial({
               model: "gpt",
@@ -323,6 +327,7 @@ describe("a router stopped gracefully", () => {
       const client = createGrpcClient(RouterServiceClient, `127.0.0.1:${app.host.grpcPort}`);
       const context = { requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 };
       for await (const _ of callStream(client.route.bind(client), {
+        routeWithFirstChunk: false,
         context,
         request: ChatRequest.fromPartial({ model: "gpt", stream: true, messages: [{ role: 2, content: "bye" }] }),
       })) {

@@ -246,6 +246,7 @@ describe("router over gRPC", () => {
     const err = await (async () => {
       try {
         for await (const m of callStream(client.route.bind(client), {
+          routeWithFirstChunk: false,
           context: { requestId: rid, keyId: "k", team: "", user: "", priority: 0 },
           request: ChatRequest.fromPartial({ model: "breaks-mid" }),
         }))
@@ -323,6 +324,7 @@ describe("router over gRPC", () => {
 
   it("reloads the catalog without dropping a stream in flight", async () => {
     const stream = callStream(client.route.bind(client), {
+      routeWithFirstChunk: false,
       context: { requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({ model: "slow" }),
     });

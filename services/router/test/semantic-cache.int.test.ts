@@ -98,6 +98,7 @@ describe("router semantic cache over gRPC, pgvector (PGlite) and a fake embeddin
   async function ask(via: Router, prompt: string, o: Ask = {}): Promise<RouteResponse[]> {
     const out: RouteResponse[] = [];
     const stream = callStream(via.client.route.bind(via.client), {
+      routeWithFirstChunk: false,
       context: { requestId: uniqueName("req"), keyId: o.keyId ?? "key-1", team: o.team ?? "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({
         model: "chat",

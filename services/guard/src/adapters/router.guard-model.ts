@@ -28,7 +28,9 @@ export class RouterGuardModel {
       stream: false,
     });
     let text = "";
-    for await (const ev of callStream(this.client.route.bind(this.client), { context, request }, { signal })) {
+    // Only the text is read here: the route may come with the first chunk (one message fewer).
+    const call = { context, request, routeWithFirstChunk: true };
+    for await (const ev of callStream(this.client.route.bind(this.client), call, { signal })) {
       for (const c of ev.chunk?.choices ?? []) if (c.index === 0) text += c.content;
     }
     return text;
