@@ -86,7 +86,8 @@ describe("RedisHardScopes, watching", () => {
   });
 
   it("does not answer a change until every watching replica has seen it", async () => {
-    const [a, slow] = await watchingReplicas(`test:${randomUUID()}:`, 2);
+    const prefix = `test:${randomUUID()}:`;
+    const [a, slow] = await watchingReplicas(prefix, 2);
     // The slow replica's subscriber reads nothing for now (a stalled process).
     const socket = (subscribers.at(-1) as unknown as { stream: { pause(): void; resume(): void } }).stream;
     socket.pause();
@@ -94,7 +95,8 @@ describe("RedisHardScopes, watching", () => {
     const update = a!.update("key", "k1", true).then(() => {
       answered = true;
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // The first change of this prefix is version 1: the other replica has confirmed it, the stalled one cannot.
+    await until(async () => (await redis.scard(`${prefix}hard-scopes:confirmed:1`)) === 1, "one confirmation");
     expect(answered).toBe(false);
     socket.resume();
     await update;
