@@ -65,7 +65,9 @@ export function guardedStream(
   };
   const stop = new AbortController();
   const onAbort = () => stop.abort();
-  signal.addEventListener("abort", onAbort, { once: true });
+  // A signal aborted before this call fires no event: the filter (and its deep tier) must stop all the same.
+  if (signal.aborted) stop.abort();
+  else signal.addEventListener("abort", onAbort, { once: true });
   let blocked = false;
   /** Choices seen, and those whose finish was sent: a block finishes the rest with `content_filter`. */
   const open = new Set<number>();
