@@ -38,6 +38,7 @@ describe("guardedStream", () => {
     const waiting = new Promise<void>((r) => (release = r));
     const rest = (async function* () {
       await waiting;
+      yield* [];
     })();
     const out = guardedStream(guard, ctx, first, rest, observer, live.signal);
     expect(seen.signal?.aborted).toBe(false);
