@@ -4,7 +4,7 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -25,8 +25,21 @@ const skipPortkey = args.includes("--skip-portkey");
 // --profile DIR: each service writes a V8 CPU profile into DIR when it exits (open them in Chrome DevTools).
 const profileAt = args.indexOf("--profile");
 const profileDir = profileAt >= 0 ? resolve(args[profileAt + 1]) : undefined;
+// --wakeups RATES (e.g. 10,100,500): instead of the harness, paced load on Tokenmesh alone at each rate, printing
+// each process's CPU and context switches (every thread) per request: what waking up costs on this machine.
+const wakeAt = args.indexOf("--wakeups");
+const wakeRates =
+  wakeAt >= 0
+    ? (args[wakeAt + 1] ?? "")
+        .split(",")
+        .map(Number)
+        .filter((r) => r > 0)
+    : [];
 const benchArgs = args.filter(
-  (a, i) => a !== "--skip-portkey" && (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)),
+  (a, i) =>
+    a !== "--skip-portkey" &&
+    (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
+    (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)),
 );
 // The comparison line compares both gateways at ONE fixed rate. Left to itself the harness picks, per gateway, the
 // highest fixed rate at most half that gateway's own max, so a faster Tokenmesh was read at 1000 rps against
@@ -187,6 +200,68 @@ const sharedCounts = async () => {
   }
   return { commands, natsIn: varz.in_msgs, natsOut: varz.out_msgs, requests };
 };
+if (wakeAt >= 0) {
+  const procs = { ...pids, nats: natsProc.pid, redis: redisProc.pid };
+  const tick = 100; // USER_HZ
+  const sample = () =>
+    Object.fromEntries(
+      Object.entries(procs).map(([name, pid]) => {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+        let switches = 0;
+        for (const task of readdirSync(`/proc/${pid}/task`)) {
+          const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
+          for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) switches += Number(m[1]);
+        }
+        return [name, { cpu: (Number(stat[11]) + Number(stat[12])) / tick, switches }];
+      }),
+    );
+  const body = join(dir, "wake-body.json");
+  writeFileSync(body, JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello there" }] }));
+  const seconds = 10;
+  for (const rate of wakeRates) {
+    const wrk = (s) =>
+      spawnSync(
+        "wrk",
+        [
+          "-t1",
+          `-c${Math.max(16, Math.round(rate * 0.06))}`,
+          `-d${s}s`,
+          "-s",
+          join(harness, "wrk-openai.lua"),
+          `${gateway}/v1/chat/completions`,
+        ],
+        {
+          encoding: "utf8",
+          env: {
+            ...process.env,
+            BENCH_BODY_FILE: body,
+            BENCH_HEADERS: `Authorization: Bearer ${key}\nContent-Type: application/json`,
+            BENCH_RATE: String(rate),
+            BENCH_THREADS: "1",
+            BENCH_VERIFY: "nonstream",
+          },
+        },
+      );
+    wrk(3); // warm-up
+    const a = sample();
+    const out = wrk(seconds);
+    const b = sample();
+    const summary = JSON.parse(/BENCH_JSON (.*)/.exec(out.stdout)?.[1] ?? "{}");
+    const n = Math.max(1, summary.requests ?? 0);
+    const per = Object.keys(procs).map((p) => [
+      p,
+      ((b[p].cpu - a[p].cpu) * 1000) / n,
+      (b[p].switches - a[p].switches) / n,
+    ]);
+    const total = per.reduce((t, [, c, w]) => [t[0] + c, t[1] + w], [0, 0]);
+    console.log(
+      `wakeups rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} ` +
+        per.map(([p, c, w]) => `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)}`).join(" ") +
+        ` total_cpu_ms=${total[0].toFixed(2)} total_cs=${total[1].toFixed(1)}`,
+    );
+  }
+  process.exit(0);
+}
 const before = await sharedCounts();
 const tm = run("tokenmesh", [
   "--baseline",
