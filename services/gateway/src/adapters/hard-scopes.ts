@@ -65,8 +65,8 @@ export class RedisHardScopes {
     subscriber.on("close", lost);
     subscriber.on("reconnecting", lost);
     subscriber.on("ready", () => void this.subscribe());
-    // Not up yet: the "ready" handler subscribes once it is; requests read per request until then.
     subscriber.on("error", (err: Error) => this.logger.debug({ err: err.message }, "hard budget scopes subscriber"));
+    // A connection not up yet subscribes from its "ready" handler; requests read per request until then.
     await this.subscribe();
   }
 

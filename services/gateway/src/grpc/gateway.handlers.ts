@@ -5,7 +5,7 @@ import type { ChatFlow } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
 import { statedPriority } from "../domain/priority.js";
 import { correlationId, mintRequestId } from "../domain/request-id.js";
-import { routeHeaders } from "../http/upgrade.routes.js";
+import { routeHeaders } from "../domain/route-headers.js";
 import { metrics } from "../metrics.js";
 import { checkChatRequest, checkEmbedRequest } from "./request-checks.js";
 

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { resolveModel } from "../domain/authenticate.js";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
 import { statedPriority } from "../domain/priority.js";
+import { routeHeaders } from "../domain/route-headers.js";
 import { metrics } from "../metrics.js";
 import {
   type AnthropicEvent,
@@ -22,7 +23,6 @@ import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 import { parseBody } from "./parse-body.js";
 import { whenWritable, writeThisTurn } from "./stream-write.js";
-import { routeHeaders } from "./upgrade.routes.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;

@@ -3,12 +3,13 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ChatFlow, RateInfo } from "../domain/chat-flow.js";
 import type { Router } from "../domain/ports.js";
 import { statedPriority } from "../domain/priority.js";
+import { routeHeaders } from "../domain/route-headers.js";
 import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody } from "./openai.schema.js";
 import { parseBody } from "./parse-body.js";
 import { whenWritable, writeThisTurn } from "./stream-write.js";
-import { routeHeaders, routeHints, upgradeEvent } from "./upgrade.routes.js";
+import { routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
   if (!rate) return {};

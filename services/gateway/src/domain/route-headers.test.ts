@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { routeHeaders } from "./upgrade.routes.js";
+import { routeHeaders } from "./route-headers.js";
 
 describe("routeHeaders", () => {
   const base = { reason: "model:chat", upgradeId: "" };
