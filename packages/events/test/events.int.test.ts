@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { context, propagation, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -9,6 +9,7 @@ import { AppError } from "@tokenmesh/runtime";
 import { createLogger, registry } from "@tokenmesh/telemetry";
 import { startNatsServer, uniqueName, waitFor } from "@tokenmesh/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { pullInBatches } from "../src/batch-pull.js";
 import {
   consumeEvents,
   deadLetterSubject,
@@ -122,7 +123,10 @@ describe("events over JetStream", () => {
     expect(info.state.messages).toBe(1);
   });
 
-  it("naks retryable failures for redelivery and dead-letters permanent ones", async () => {
+  it.each([
+    ["continuous pull", undefined],
+    ["batch pulls", 30],
+  ])("naks retryable failures for redelivery and dead-letters permanent ones (%s)", async (_mode, batchIntervalMs) => {
     const type = await isolatedType(nc);
     const js = jetstream(nc);
     const publisher = new EventPublisher({ js, logger, name: "test" });
@@ -136,6 +140,7 @@ describe("events over JetStream", () => {
       type,
       durable: "retry-test",
       retryDelayMs: () => 50,
+      ...(batchIntervalMs === undefined ? {} : { batchIntervalMs, nc }),
       handler: async (event, delivery) => {
         deliveries[event.requestId] = delivery.deliveryCount;
         if (event.requestId === "poison")
@@ -166,6 +171,100 @@ describe("events over JetStream", () => {
     );
     expect(deliveries.poison).toBe(1);
     await consumer.stop();
+  });
+
+  it("batch pulls: every event once, in a few pulls, and an idle stream is not polled", async () => {
+    const type = await isolatedType(nc);
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(type.stream, {
+      durable_name: "batch-test",
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: type.subject,
+    });
+    const publisher = new EventPublisher({ js, logger, name: "test" });
+    const seen = new Map<string, number>();
+    const sequences: number[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const puller = pullInBatches({
+      nc,
+      apiPrefix: "$JS.API",
+      stream: type.stream,
+      durable: "batch-test",
+      intervalMs: 50,
+      room: () => 64 - inFlight.size,
+      waitRoom: () => Promise.race(inFlight),
+      deliver: (m) => {
+        const id = decodeEvent(type, m.data).requestId;
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+        sequences.push(m.seq);
+        expect(m.info.deliveryCount).toBe(1);
+        const p: Promise<void> = Promise.resolve()
+          .then(() => m.ack())
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    try {
+      // 300 events over ~0.6 s: a continuous pull would deliver them one by one.
+      for (let i = 0; i < 300; i++) {
+        void publisher.publish(type, usage(`b-${i}`), { msgId: `b-${i}` });
+        // Deliberate pacing of the load, not a wait.
+        if (i % 5 === 4) await new Promise((r) => setTimeout(r, 10));
+      }
+      await waitFor(() => seen.size === 300, { timeoutMs: 10_000 });
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+      expect([...sequences].sort((a, b) => a - b)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+      expect(puller.pulls).toBeLessThan(100);
+      await waitFor(
+        async () => {
+          const info = await jsm.consumers.info(type.stream, "batch-test");
+          return info.num_ack_pending === 0 && info.num_pending === 0;
+        },
+        { timeoutMs: 5_000 },
+      );
+      // Idle: one blocking pull waits for the next event; nothing polls.
+      const before = puller.pulls;
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(puller.pulls - before).toBeLessThanOrEqual(2);
+      await publisher.publish(type, usage("late"), { msgId: "late" });
+      await waitFor(() => seen.has("late"), { timeoutMs: 5_000 });
+    } finally {
+      await puller.stop();
+    }
+  });
+});
+
+describe("batch pulls, refused", () => {
+  it("a pull the server never answers (no such consumer) is reported and retried after a pause, not in a loop", async () => {
+    const nc = await connect({ servers: inject("natsUrl") });
+    const errors: string[] = [];
+    const puller = pullInBatches({
+      nc,
+      apiPrefix: "$JS.API",
+      stream: "LLM_USAGE",
+      durable: uniqueName("missing").replace(/[^A-Za-z0-9_-]/g, "_"),
+      intervalMs: 20,
+      statusGraceMs: 200,
+      room: () => 8,
+      waitRoom: () => Promise.resolve(),
+      deliver: () => undefined,
+      onError: (err) => errors.push(err.message),
+    });
+    try {
+      await waitFor(() => errors.length >= 1, { timeoutMs: 5_000 });
+      expect(errors[0]).toContain("no answer from the server");
+      // Each refusal is followed by a 1 s pause: over 1.5 s, a handful of pulls, not hundreds.
+      const before = puller.pulls;
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(puller.pulls - before).toBeLessThanOrEqual(3);
+    } finally {
+      await puller.stop();
+      await nc.close();
+    }
   });
 });
 

@@ -110,6 +110,8 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
         publisher,
         durable: config.COST_CONSUMER_NAME,
         concurrency: config.COST_CONSUMER_CONCURRENCY,
+        nc,
+        pullIntervalMs: config.COST_CONSUMER_PULL_MS,
         ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       });
       // What the routers report providers served: it reaches the ledger even when a gateway's event never comes.
@@ -121,6 +123,8 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
         prices,
         publisher,
         concurrency: config.COST_CONSUMER_CONCURRENCY,
+        nc,
+        pullIntervalMs: config.COST_CONSUMER_PULL_MS,
         ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       };
       servedConsumer = await startServedBatchSubscriber({

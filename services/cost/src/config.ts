@@ -19,6 +19,12 @@ export const CostConfigSchema = z.object({
     .default("cost-ledger"),
   /** Usage events handled at once by one replica (they are recorded in batches). */
   COST_CONSUMER_CONCURRENCY: z.coerce.number().int().min(1).max(4096).default(512),
+  /**
+   * Usage events are pulled in batches: a partly filled batch waits this long (ms) for the next pull, so that cost and
+   * NATS wake once per batch instead of once per event. It delays the ledger by at most this much. 0: each event is
+   * delivered as it is stored (JetStream's continuous pull).
+   */
+  COST_CONSUMER_PULL_MS: z.coerce.number().int().min(0).max(1_000).default(50),
   /** Most usage events recorded by one Redis script call. */
   COST_RECORD_BATCH: z.coerce.number().int().min(1).max(2048).default(256),
   /** How long a usage event waits for others to share its ledger script call (ms; 0: same event-loop turn only). */

@@ -6,6 +6,7 @@ import {
   type EventType,
   type JetStreamClient,
   type JetStreamManager,
+  type NatsConnection,
   UsageRecordedEvent,
   UsageServedBatchEvent,
 } from "@tokenmesh/events";
@@ -31,6 +32,12 @@ export interface UsageSubscriberOptions {
   type?: EventType<UsageRecorded>;
   /** Events handled at once by this replica; they are recorded in batches. */
   concurrency: number;
+  /**
+   * With `nc`: pull events in batches, a partly filled batch waiting this long (ms) for the next pull, so that cost
+   * and NATS wake once per batch rather than once per event (`COST_CONSUMER_PULL_MS`). 0: each event as it is stored.
+   */
+  pullIntervalMs?: number;
+  nc?: NatsConnection;
   /**
    * Runs after an event is recorded and before its alerts are published and it is acknowledged. A throw here
    * behaves like a crash at that point (the event is redelivered); tests use it to force redeliveries.
@@ -68,6 +75,7 @@ export function startUsageSubscriber(options: UsageSubscriberOptions): Promise<E
     type: options.type ?? UsageRecordedEvent,
     durable: options.durable,
     concurrency: options.concurrency,
+    ...batching(options),
     handler: (event, delivery) => record(event, delivery, `seq:${delivery.streamSequence}`),
   });
 }
@@ -86,6 +94,7 @@ export function startServedBatchSubscriber(options: Omit<UsageSubscriberOptions,
     type: UsageServedBatchEvent,
     durable: options.durable,
     concurrency: options.concurrency,
+    ...batching(options),
     handler: async (batch, delivery) => {
       // Every report is taken as far as it goes before the batch is settled, so a redelivery repeats no work in flight.
       const results = await Promise.allSettled(
@@ -95,6 +104,10 @@ export function startServedBatchSubscriber(options: Omit<UsageSubscriberOptions,
       if (failed !== undefined) throw failed.reason;
     },
   });
+}
+
+function batching(options: Omit<UsageSubscriberOptions, "type">): { batchIntervalMs?: number; nc?: NatsConnection } {
+  return options.nc && options.pullIntervalMs ? { batchIntervalMs: options.pullIntervalMs, nc: options.nc } : {};
 }
 
 /** Records one usage report in the ledger, then publishes the budget alerts it raised (see above). */
