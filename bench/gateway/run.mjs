@@ -35,11 +35,15 @@ const wakeRates =
         .map(Number)
         .filter((r) => r > 0)
     : [];
+// --wake-mode stream: the --wakeups load asks for streamed answers (default nonstream).
+const wakeModeAt = args.indexOf("--wake-mode");
+const wakeStream = wakeModeAt >= 0 && args[wakeModeAt + 1] === "stream";
 const benchArgs = args.filter(
   (a, i) =>
     a !== "--skip-portkey" &&
     (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
-    (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)),
+    (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)) &&
+    (wakeModeAt < 0 || (i !== wakeModeAt && i !== wakeModeAt + 1)),
 );
 // The comparison line compares both gateways at ONE fixed rate. Left to itself the harness picks, per gateway, the
 // highest fixed rate at most half that gateway's own max, so a faster Tokenmesh was read at 1000 rps against
@@ -216,7 +220,14 @@ if (wakeAt >= 0) {
       }),
     );
   const body = join(dir, "wake-body.json");
-  writeFileSync(body, JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello there" }] }));
+  writeFileSync(
+    body,
+    JSON.stringify({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "Hello there" }],
+      ...(wakeStream ? { stream: true } : {}),
+    }),
+  );
   const seconds = 10;
   for (const rate of wakeRates) {
     const wrk = (s) =>
@@ -238,7 +249,7 @@ if (wakeAt >= 0) {
             BENCH_HEADERS: `Authorization: Bearer ${key}\nContent-Type: application/json`,
             BENCH_RATE: String(rate),
             BENCH_THREADS: "1",
-            BENCH_VERIFY: "nonstream",
+            BENCH_VERIFY: wakeStream ? "stream" : "nonstream",
           },
         },
       );
@@ -255,7 +266,7 @@ if (wakeAt >= 0) {
     ]);
     const total = per.reduce((t, [, c, w]) => [t[0] + c, t[1] + w], [0, 0]);
     console.log(
-      `wakeups rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} ` +
+      `wakeups mode=${wakeStream ? "stream" : "nonstream"} rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} ` +
         per.map(([p, c, w]) => `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)}`).join(" ") +
         ` total_cpu_ms=${total[0].toFixed(2)} total_cs=${total[1].toFixed(1)}`,
     );

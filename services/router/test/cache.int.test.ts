@@ -155,6 +155,7 @@ async function route(client: RouterServiceClient, prompt: string, o: RouteOption
   const out: RouteResponse[] = [];
   const stream = callStream(client.route.bind(client), {
     routeWithFirstChunk: false,
+    batchChunks: false,
     context: {
       requestId: o.rid ?? uniqueName("req"),
       keyId: o.keyId ?? "k",
@@ -279,6 +280,7 @@ describe("router exact cache over gRPC and Redis", () => {
     const prompt = uniqueName("prompt");
     const stream = callStream(a.client.route.bind(a.client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context: { requestId: uniqueName("hang"), keyId: "k", team: "", user: "", priority: 0 },
       request: chatRequest(prompt, { stream: true }),
     });
@@ -297,6 +299,7 @@ describe("router exact cache over gRPC and Redis", () => {
     const rid = uniqueName("held");
     const stream = callStream(a.client.route.bind(a.client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context: { requestId: rid, keyId: "k", team: "", user: "", priority: 0 },
       request: chatRequest(prompt),
     });

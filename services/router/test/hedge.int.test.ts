@@ -69,6 +69,7 @@ describe("hedged requests through the router", () => {
     let usage: Usage | undefined;
     for await (const msg of callStream(client.route.bind(client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context,
       request: ChatRequest.fromPartial({ model, stream: true, messages: [{ role: 2, content: "one two three" }] }),
     })) {

@@ -107,6 +107,7 @@ describe("router calling remote providers in-process", () => {
     const out: RouteResponse[] = [];
     for await (const msg of callStream(client.route.bind(client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context: ctx(),
       request: ChatRequest.fromPartial({ model, stream, messages: [{ role: 2, content }], maxTokens: 32 }),
     }))
@@ -203,6 +204,7 @@ describe("router calling remote providers in-process", () => {
         client.route.bind(client),
         {
           routeWithFirstChunk: false,
+          batchChunks: false,
           context: ctx(),
           request: ChatRequest.fromPartial({
             model: "gpt",
@@ -232,6 +234,7 @@ describe("router calling remote providers in-process", () => {
       const out: RouteResponse[] = [];
       for await (const msg of callStream(client.route.bind(client), {
         routeWithFirstChunk: false,
+        batchChunks: false,
         context: complete,
         request: ChatRequest.fromPartial({
           model: "gpt",
@@ -264,6 +267,7 @@ describe("router calling remote providers in-process", () => {
           client.route.bind(client),
           {
             routeWithFirstChunk: false,
+            batchChunks: false,
             context: cancelled,
             request: ChatRequest.fromPartial({
               model: "gpt",
@@ -328,6 +332,7 @@ describe("a router stopped gracefully", () => {
       const context = { requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 };
       for await (const _ of callStream(client.route.bind(client), {
         routeWithFirstChunk: false,
+        batchChunks: false,
         context,
         request: ChatRequest.fromPartial({ model: "gpt", stream: true, messages: [{ role: 2, content: "bye" }] }),
       })) {

@@ -158,12 +158,14 @@ describe("router over gRPC", () => {
     model: string,
     requestId = uniqueName("req"),
     routeWithFirstChunk = false,
+    batchChunks = false,
   ): Promise<RouteResponse[]> {
     const out: RouteResponse[] = [];
     const stream = callStream(client.route.bind(client), {
       context: { requestId, keyId: "k", team: "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({ model, messages: [{ role: 2, content: "hi" }] }),
       routeWithFirstChunk,
+      batchChunks,
     });
     for await (const msg of stream) out.push(msg);
     return out;
@@ -247,6 +249,7 @@ describe("router over gRPC", () => {
       try {
         for await (const m of callStream(client.route.bind(client), {
           routeWithFirstChunk: false,
+          batchChunks: false,
           context: { requestId: rid, keyId: "k", team: "", user: "", priority: 0 },
           request: ChatRequest.fromPartial({ model: "breaks-mid" }),
         }))
@@ -325,6 +328,7 @@ describe("router over gRPC", () => {
   it("reloads the catalog without dropping a stream in flight", async () => {
     const stream = callStream(client.route.bind(client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context: { requestId: uniqueName("req"), keyId: "k", team: "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({ model: "slow" }),
     });

@@ -99,6 +99,7 @@ describe("router semantic cache over gRPC, pgvector (PGlite) and a fake embeddin
     const out: RouteResponse[] = [];
     const stream = callStream(via.client.route.bind(via.client), {
       routeWithFirstChunk: false,
+      batchChunks: false,
       context: { requestId: uniqueName("req"), keyId: o.keyId ?? "key-1", team: o.team ?? "", user: "", priority: 0 },
       request: ChatRequest.fromPartial({
         model: "chat",

@@ -32,11 +32,14 @@ export class GrpcRouter implements Router, Upgrades {
       // The route comes with the first chunk (a whole answer is one message); a router of an earlier release
       // ignores this and sends it alone, which reads the same here.
       routeWithFirstChunk: true,
+      // Chunks the router has at once come in one message (an earlier router sends one each: the same here).
+      batchChunks: true,
     };
     for await (const ev of callStream(this.client.route.bind(this.client), req, { signal })) {
       const route = ev.route ?? ev.chunkRoute;
       if (route === undefined) yield { chunk: ev.chunk };
       else yield { route: { ...route, cacheKind: cacheKindName(route.cacheKind) }, chunk: ev.chunk };
+      for (const chunk of ev.moreChunks?.chunks ?? []) yield { chunk };
     }
   }
 

@@ -28,10 +28,12 @@ export class RouterGuardModel {
       stream: false,
     });
     let text = "";
-    // Only the text is read here: the route may come with the first chunk (one message fewer).
-    const call = { context, request, routeWithFirstChunk: true };
+    // Only the text is read here: the route may come with the first chunk, and chunks together (fewer messages).
+    const call = { context, request, routeWithFirstChunk: true, batchChunks: true };
     for await (const ev of callStream(this.client.route.bind(this.client), call, { signal })) {
-      for (const c of ev.chunk?.choices ?? []) if (c.index === 0) text += c.content;
+      for (const chunk of [...(ev.chunk === undefined ? [] : [ev.chunk]), ...(ev.moreChunks?.chunks ?? [])]) {
+        for (const c of chunk.choices) if (c.index === 0) text += c.content;
+      }
     }
     return text;
   }

@@ -33,6 +33,7 @@ import { AUTO, lookupModel, type ModelKind, resolveModel, tierCandidates } from 
 import { ServedUsage } from "../domain/served-usage.js";
 import type { ServedUsageSink } from "../events/usage-served.publisher.js";
 import { metricsObserver, routerMetrics } from "../metrics.js";
+import { batchChunks } from "./batch-chunks.js";
 import { runUpgrade } from "./speculative.js";
 
 export interface RouterHandlerDeps {
@@ -338,7 +339,8 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
   return {
     route(req, ctx) {
       const events = routeEvents(req, ctx);
-      return req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
+      const routed = req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
+      return req.batchChunks ? batchChunks(routed) : routed;
     },
 
     async embed(req, ctx) {

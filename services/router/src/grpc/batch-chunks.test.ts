@@ -1,0 +1,112 @@
+import type { ChatChunk } from "@tokenmesh/proto/common/v1/chat";
+import { RouteInfo, type RouteResponse } from "@tokenmesh/proto/router/v1/router";
+import { describe, expect, it } from "vitest";
+import { batchChunks } from "./batch-chunks.js";
+
+const route = RouteInfo.fromPartial({ model: "m", reason: "model:m" });
+const chunk = (content: string) => ({ id: "c", choices: [{ content }] }) as unknown as ChatChunk;
+const nextTurn = () => new Promise((r) => setTimeout(r, 1));
+
+/** The chunks' texts as the gateway reads them: each message's chunk, then its more_chunks. */
+function texts(out: RouteResponse[]): string[] {
+  return out.flatMap((m) =>
+    [...(m.chunk ? [m.chunk] : []), ...(m.moreChunks?.chunks ?? [])].map((c) => c.choices[0]?.content ?? ""),
+  );
+}
+
+async function collect(source: AsyncIterable<RouteResponse>) {
+  const out: RouteResponse[] = [];
+  let error: unknown;
+  try {
+    for await (const ev of batchChunks(source)) out.push(ev);
+  } catch (err) {
+    error = err;
+  }
+  return { out, error };
+}
+
+describe("batchChunks", () => {
+  it("sends the first chunk alone and the chunks ready in one turn together", async () => {
+    async function* source(): AsyncGenerator<RouteResponse> {
+      yield { chunk: chunk("a"), chunkRoute: route };
+      for (const t of ["b", "c", "d", "e"]) yield { chunk: chunk(t) };
+    }
+    const { out } = await collect(source());
+    expect(out).toHaveLength(2);
+    expect(out[0]).toEqual({ chunk: chunk("a"), chunkRoute: route });
+    expect(out[1]?.chunk).toEqual(chunk("b"));
+    expect(out[1]?.moreChunks?.chunks).toEqual([chunk("c"), chunk("d"), chunk("e")]);
+  });
+
+  it("holds no chunk past the turn it arrived in", async () => {
+    async function* source(): AsyncGenerator<RouteResponse> {
+      yield { chunk: chunk("a") };
+      for (const t of ["b", "c", "d"]) {
+        await nextTurn();
+        yield { chunk: chunk(t) };
+      }
+    }
+    const { out } = await collect(source());
+    expect(texts(out)).toEqual(["a", "b", "c", "d"]);
+    expect(out.every((m) => m.moreChunks === undefined)).toBe(true);
+  });
+
+  it("sends a message with a route on its own, and what it gathered before an error", async () => {
+    async function* source(): AsyncGenerator<RouteResponse> {
+      yield { chunk: chunk("a") };
+      yield { chunk: chunk("b") };
+      yield { chunk: chunk("c") };
+      yield { route };
+      yield { chunk: chunk("d"), chunkRoute: route };
+      yield { chunk: chunk("e") };
+      yield { chunk: chunk("f") };
+      throw new Error("upstream failed");
+    }
+    const { out, error } = await collect(source());
+    expect(error).toBeInstanceOf(Error);
+    expect(texts(out)).toEqual(["a", "b", "c", "d", "e", "f"]);
+    expect(out.find((m) => m.route !== undefined)).toEqual({ route });
+    expect(out.find((m) => m.chunkRoute !== undefined)?.moreChunks).toBeUndefined();
+  });
+
+  it("caps a message at 64 chunks", async () => {
+    async function* source(): AsyncGenerator<RouteResponse> {
+      for (let i = 0; i < 200; i++) yield { chunk: chunk(String(i)) };
+    }
+    const { out } = await collect(source());
+    expect(texts(out)).toEqual(Array.from({ length: 200 }, (_, i) => String(i)));
+    expect(Math.max(...out.map((m) => 1 + (m.moreChunks?.chunks.length ?? 0)))).toBe(65);
+  });
+
+  it("stops its source when the caller stops reading, with a read in flight", async () => {
+    let stopped = false;
+    let failLater: (err: Error) => void = () => undefined;
+    async function* source(): AsyncGenerator<RouteResponse> {
+      try {
+        yield { chunk: chunk("a") };
+        yield { chunk: chunk("b") };
+        await new Promise((_, reject) => {
+          failLater = reject;
+        });
+      } finally {
+        stopped = true;
+      }
+    }
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const it = batchChunks(source());
+      expect((await it.next()).value?.chunk).toEqual(chunk("a"));
+      expect((await it.next()).value?.chunk).toEqual(chunk("b"));
+      await it.return(undefined);
+      failLater(new Error("the read fails after the caller went"));
+      await nextTurn();
+      await nextTurn();
+      expect(stopped).toBe(true);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+});
