@@ -1,4 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { afterLinger, sleep } from "@tokenmesh/runtime";
 
 /** What a handler needs of a delivered JetStream message: the part of `JsMsg` that `consumeEvents` uses. */
 export interface DeliveredMsg {
@@ -66,8 +67,8 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
   const inbox = createInbox();
   const api = `${options.apiPrefix}.CONSUMER.MSG.NEXT.${options.stream}.${options.durable}`;
   let stopping = false;
+  const stopped = new AbortController();
   let pulls = 0;
-  let wake: (() => void) | undefined;
   let current: { id: number; want: number; got: number; refused: string | undefined; done: () => void } | undefined;
 
   const replies = batchedReplies(nc);
@@ -117,28 +118,18 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
         done: () => {
           clearTimeout(timer);
           if (current === entry) current = undefined;
-          wake = undefined;
           if (entry.refused === undefined) resolve(entry.got);
           else reject(new Error(`pull refused: ${entry.refused}`));
         },
       };
       current = entry;
-      wake = entry.done;
       const body =
         blockMs === undefined ? { batch: want, no_wait: true } : { batch: want, expires: blockMs * 1_000_000 };
       nc.publish(api, JSON.stringify(body), { reply: `${inbox}.${id}` });
     });
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        wake = undefined;
-        resolve();
-      }
-      wake = done;
-    });
+  /** Waits `ms`, or until `stop`. */
+  const pause = (ms: number) => sleep(ms, stopped.signal).catch(() => undefined);
 
   const loop = async () => {
     let quiet = false;
@@ -184,7 +175,8 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
     },
     async stop() {
       stopping = true;
-      wake?.();
+      stopped.abort();
+      current?.done();
       await running;
       sub.unsubscribe();
       replies.flush();
@@ -212,7 +204,7 @@ function batchedReplies(nc: NatsConnection) {
       queue.push([subject, body]);
       if (!scheduled) {
         scheduled = true;
-        setImmediate(flush);
+        afterLinger(0, flush);
       }
     },
     flush,
