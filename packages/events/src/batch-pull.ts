@@ -66,8 +66,8 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
   const { nc, intervalMs } = options;
   const inbox = createInbox();
   const api = `${options.apiPrefix}.CONSUMER.MSG.NEXT.${options.stream}.${options.durable}`;
-  let stopping = false;
   const stopped = new AbortController();
+  const stopping = () => stopped.signal.aborted;
   let pulls = 0;
   let current: { id: number; want: number; got: number; refused: string | undefined; done: () => void } | undefined;
 
@@ -133,10 +133,10 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
 
   const loop = async () => {
     let quiet = false;
-    while (!stopping) {
+    while (!stopping()) {
       try {
         if (options.room() <= 0) await options.waitRoom();
-        if (stopping) break;
+        if (stopping()) break;
         const room = options.room();
         if (room <= 0) {
           // Woken with no slot free after all: yield a turn rather than spin on microtasks.
@@ -147,15 +147,15 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
           const started = performance.now();
           const got = await pull(1, BLOCKING_EXPIRES_MS);
           quiet = got === 0 || performance.now() - started > QUIET_INTERVALS * intervalMs;
-          if (!quiet && !stopping) await pause(intervalMs);
+          if (!quiet && !stopping()) await pause(intervalMs);
           continue;
         }
         const got = await pull(room, undefined);
         if (got === 0) quiet = true;
-        else if (got < room && !stopping) await pause(intervalMs);
+        else if (got < room && !stopping()) await pause(intervalMs);
       } catch (err) {
         options.onError(err as Error);
-        if (!stopping) await pause(REFUSED_PAUSE_MS);
+        if (!stopping()) await pause(REFUSED_PAUSE_MS);
       }
     }
   };
@@ -164,7 +164,7 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
   // for the lost pull's timer.
   void (async () => {
     for await (const s of nc.status()) {
-      if (stopping) break;
+      if (stopping()) break;
       if (s.type === "reconnect") current?.done();
     }
   })().catch(() => undefined);
@@ -174,7 +174,6 @@ export function pullInBatches(options: BatchPullOptions): BatchPuller {
       return pulls;
     },
     async stop() {
-      stopping = true;
       stopped.abort();
       current?.done();
       await running;
