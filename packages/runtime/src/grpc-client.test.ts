@@ -1,6 +1,6 @@
 import { Metadata, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { callStream } from "./grpc-client.js";
+import { callStream, callUnary, withoutCallerStack } from "./grpc-client.js";
 
 /**
  * A server stream as grpc-js hands it out: messages until the server ends it; `cancel()` ends the iteration with a
@@ -54,5 +54,38 @@ describe("callStream", () => {
     // Without the check the abort event is gone and this stream would be read forever.
     await expect(it.next()).rejects.toMatchObject({ code: "CANCELLED" });
     expect(stream.cancels).toBeGreaterThan(0);
+  });
+});
+
+describe("withoutCallerStack", () => {
+  it("starts calls with no stack capture and restores the limit, also when the start throws", async () => {
+    const before = Error.stackTraceLimit;
+    const seen: number[] = [];
+    const stream = endlessStream();
+    const it = callStream(() => {
+      seen.push(Error.stackTraceLimit);
+      return stream as never;
+    }, {});
+    await it.next();
+    await it.return(undefined);
+    const unary = callUnary(
+      (_req: unknown, _md: Metadata, _opts: unknown, cb: (err: Error | null, res: number) => void) => {
+        seen.push(Error.stackTraceLimit);
+        setImmediate(() => cb(null, 7));
+        return { cancel() {} };
+      },
+      {},
+    );
+    await expect(unary).resolves.toBe(7);
+    expect(seen).toEqual([0, 0]);
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(() =>
+      withoutCallerStack(() => {
+        throw new Error("no channel");
+      }),
+    ).toThrow("no channel");
+    expect(Error.stackTraceLimit).toBe(before);
+    // Errors made after the start have their frames.
+    expect(new Error("later").stack?.split("\n").length).toBeGreaterThan(1);
   });
 });

@@ -45,6 +45,23 @@ export interface CallParams {
   signal?: AbortSignal;
 }
 
+/**
+ * Starts a call without the stack trace grpc-js captures for it. grpc-js builds a `new Error()` at every call, to
+ * append the caller's frames to the error of a call that fails; `fromGrpcError` turns that error into an AppError
+ * with a stack of its own, so the capture is spent on every call for nothing: ~2 % of the gateway's CPU at its
+ * max rate (CPU profile, `makeServerStreamRequest`'s self time). Only errors made synchronously while the call
+ * starts lose their frames.
+ */
+export function withoutCallerStack<T>(start: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return start();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 function callOptions(p: CallParams): Partial<CallOptions> {
   return p.deadlineMs ? { deadline: new Date(Date.now() + p.deadlineMs) } : {};
 }
@@ -63,11 +80,13 @@ export function callUnary<Req, Res>(
   params: CallParams = {},
 ): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
-    const call = method(request, params.metadata ?? new Metadata(), callOptions(params), (err, res) => {
-      params.signal?.removeEventListener("abort", onAbort);
-      if (err) reject(fromGrpcError(err));
-      else resolve(res);
-    });
+    const call = withoutCallerStack(() =>
+      method(request, params.metadata ?? new Metadata(), callOptions(params), (err, res) => {
+        params.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(fromGrpcError(err));
+        else resolve(res);
+      }),
+    );
     const onAbort = () => call.cancel();
     if (params.signal?.aborted) call.cancel();
     else params.signal?.addEventListener("abort", onAbort, { once: true });
@@ -83,7 +102,7 @@ export async function* callStream<Req, Res>(
   request: Req,
   params: CallParams = {},
 ): AsyncGenerator<Res> {
-  const call = method(request, params.metadata ?? new Metadata(), callOptions(params));
+  const call = withoutCallerStack(() => method(request, params.metadata ?? new Metadata(), callOptions(params)));
   const onAbort = () => call.cancel();
   // As callUnary: a signal aborted before the stream is first read fires no event.
   if (params.signal?.aborted) call.cancel();

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { PriorityName } from "./priority.js";
 
 /** A virtual key as stored (never the secret itself). */
@@ -50,8 +50,9 @@ export function newKey(): { id: string; secret: string; hash: string } {
   return { id: `key_${randomBytes(9).toString("base64url")}`, secret, hash: hashSecret(secret) };
 }
 
+/** SHA-256 hex of a secret; runs on every request, so the one-shot `hash` (no Hash object per call). */
 export function hashSecret(secret: string): string {
-  return createHash("sha256").update(secret).digest("hex");
+  return hash("sha256", secret, "hex");
 }
 
 /** Compares two hex digests in constant time. */

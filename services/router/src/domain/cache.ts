@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { CachePolicy } from "./routes.js";
 
 /**
@@ -88,7 +88,7 @@ export function cacheKey(modelId: string, request: CacheableRequest, scope = "")
     presencePenalty: request.presencePenalty,
     frequencyPenalty: request.frequencyPenalty,
   };
-  return createHash("sha256").update(canonicalJson(shape)).digest("hex");
+  return hash("sha256", canonicalJson(shape), "hex");
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { z } from "zod";
 import { CACHE_METADATA_KEY, type CacheableRequest, canonicalJson } from "./cache.js";
 
@@ -207,7 +207,7 @@ export function semanticBucket(
     stop: request.stop,
     n: request.n === 0 ? 1 : request.n,
   };
-  return createHash("sha256").update(canonicalJson(shape)).digest("hex");
+  return hash("sha256", canonicalJson(shape), "hex");
 }
 
 /**
