@@ -2,6 +2,7 @@ import { estimateTextTokens, TOKENS_PER_IMAGE, TOKENS_PER_MESSAGE, TOKENS_PER_RE
 import { detectInjection } from "./injection.js";
 import type { CompiledPolicy } from "./policy.js";
 import { redactText } from "./redactor.js";
+import type { TextCheckMemo, TextFindings } from "./text-memo.js";
 
 /** Who wrote a message; injection checks skip the operator's own roles (system, developer). */
 export type MessageRole = "system" | "developer" | "user" | "assistant" | "tool" | "unknown";
@@ -46,12 +47,28 @@ export function estimateInputTokens(messages: readonly InputMessage[]): number {
 
 const OPERATOR_ROLES: ReadonlySet<MessageRole> = new Set(["system", "developer"]);
 
+/** Where checkInput may remember per-text findings, and the tenant they belong to (see {@link TextCheckMemo}). */
+export interface CheckInputMemo {
+  memo: TextCheckMemo;
+  scope: string;
+}
+
+function textFindings(policy: CompiledPolicy, operator: boolean, text: string): TextFindings {
+  const injection = operator ? [] : detectInjection(policy.injection, text);
+  const r = redactText(policy.inputRules, text);
+  return { injection, redacted: r.hits.length === 0 ? undefined : { text: r.text, hits: r.hits } };
+}
+
 /**
  * Checks a request's messages against a policy: length limit, prompt injection (non-operator roles), and the
  * secret/PII/operator rules in every text. A block anywhere wins over redactions; redactions rewrite every
- * text slot they touch.
+ * text slot they touch. With `memo`, texts seen before in the same scope are not scanned again.
  */
-export function checkInput(policy: CompiledPolicy, messages: readonly InputMessage[]): InputDecision {
+export function checkInput(
+  policy: CompiledPolicy,
+  messages: readonly InputMessage[],
+  memo?: CheckInputMemo,
+): InputDecision {
   const inputTokens = estimateInputTokens(messages);
   const blockIds = new Set<string>();
   const redactIds = new Set<string>();
@@ -60,24 +77,27 @@ export function checkInput(policy: CompiledPolicy, messages: readonly InputMessa
     blockIds.add(MAX_TOKENS_RULE);
     hits.push(MAX_TOKENS_RULE);
   }
-  const blockRules = new Set(policy.inputRules.filter((r) => r.action === "block").map((r) => r.id));
+  let blockRules: Set<string> | undefined;
   let changed = false;
   const texts = messages.map((m) =>
     m.texts.map((text) => {
-      if (!OPERATOR_ROLES.has(m.role)) {
-        for (const id of detectInjection(policy.injection, text)) {
-          blockIds.add(id);
-          hits.push(id);
-        }
+      const operator = OPERATOR_ROLES.has(m.role);
+      const found =
+        memo === undefined
+          ? textFindings(policy, operator, text)
+          : memo.memo.findings(policy, memo.scope, operator, text, () => textFindings(policy, operator, text));
+      for (const id of found.injection) {
+        blockIds.add(id);
+        hits.push(id);
       }
-      const r = redactText(policy.inputRules, text);
-      if (r.hits.length === 0) return text;
+      if (found.redacted === undefined) return text;
       changed = true;
-      for (const id of r.hits) {
+      blockRules ??= new Set(policy.inputRules.filter((r) => r.action === "block").map((r) => r.id));
+      for (const id of found.redacted.hits) {
         hits.push(id);
         (blockRules.has(id) ? blockIds : redactIds).add(id);
       }
-      return r.text;
+      return found.redacted.text;
     }),
   );
   const ruleIds = [...new Set([...blockIds, ...redactIds])].sort();

@@ -9,6 +9,7 @@
  * - the deep tier's settings and category vocabularies (the checks themselves run in the guard service).
  */
 export {
+  type CheckInputMemo,
   checkInput,
   estimateInputTokens,
   type InputDecision,
@@ -36,3 +37,4 @@ export {
 } from "./policy.js";
 export { placeholder, type Release, redactText, StreamRedactor } from "./redactor.js";
 export type { RuleAction } from "./rules.js";
+export { TextCheckMemo, type TextCheckMemoOptions, type TextFindings } from "./text-memo.js";

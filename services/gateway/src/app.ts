@@ -11,7 +11,7 @@ import {
   natsReadiness,
   RedisOutboxJournal,
 } from "@tokenmesh/events";
-import { compileGuardSection, type PolicySet } from "@tokenmesh/guard-policy";
+import { compileGuardSection, type PolicySet, TextCheckMemo } from "@tokenmesh/guard-policy";
 import { Period, Scope } from "@tokenmesh/proto/cost/v1/cost";
 import type { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { GatewayServiceService } from "@tokenmesh/proto/gateway/v1/gateway";
@@ -106,6 +106,7 @@ export function createApp(
     decisions: guardDecisionSink(() => guardPublisher, logger),
     deep: new GrpcDeepTier(config.GUARD_ADDR),
     logger,
+    memo: new TextCheckMemo({ maxChars: config.GATEWAY_GUARD_MEMO_CHARS }),
   });
   const router = new GrpcRouter(config.ROUTER_ADDR);
   const cost = new GrpcCost(config.COST_ADDR);

@@ -42,6 +42,11 @@ export const GatewayConfigSchema = z.object({
    */
   GATEWAY_OUTBOX_LINGER_MS: z.coerce.number().int().min(0).max(100).default(5),
   /**
+   * Characters of recently checked message texts whose guard findings each replica remembers, per tenant (0: scan
+   * every text every time). A conversation resends its history at every turn; remembered texts are not scanned again.
+   */
+  GATEWAY_GUARD_MEMO_CHARS: z.coerce.number().int().min(0).max(1_000_000_000).default(4_000_000),
+  /**
    * A gateway replica whose heartbeat is this old is taken for dead, and its open hard-budget holds are settled by
    * another replica (adapters/open-holds.ts). Keep it well above any expected stall of a live replica.
    */

@@ -9,6 +9,7 @@ import {
   type OutputRelease as PolicyRelease,
   type PolicySet,
   resolvePolicy,
+  type TextCheckMemo,
   withMessageTexts,
 } from "@tokenmesh/guard-policy";
 import { type ChatMessage, Role } from "@tokenmesh/proto/common/v1/chat";
@@ -39,6 +40,8 @@ export interface InProcessGuardDeps {
   /** The guard service's DeepCheck; called only for policies with `guard.deep`. */
   deep: DeepTier;
   logger: Logger;
+  /** Remembers findings of texts seen before, per tenant (the key's team, else the key); none: scan every time. */
+  memo?: TextCheckMemo;
 }
 
 interface DeepResult {
@@ -94,9 +97,11 @@ export class InProcessGuard implements Guard {
   ): Promise<InputVerdict> {
     const policy = this.policyFor(ctx);
     const started = performance.now();
+    const memo = this.deps.memo;
     const decision = checkInput(
       policy,
       messages.map((m) => ({ role: ROLES[m.role] ?? "unknown", ...messageTexts(m) })),
+      memo && { memo, scope: ctx.team ? `team:${ctx.team}` : `key:${ctx.keyId}` },
     );
     metrics.guardCheckDuration.observe({ stage: "input", tier: "deterministic" }, (performance.now() - started) / 1000);
     trace.getActiveSpan()?.setAttributes({
