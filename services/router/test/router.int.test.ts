@@ -391,6 +391,40 @@ describe("RedisCircuitBreaker", () => {
     expect(await a.allow("m")).toBe(true);
   });
 
+  it("re-reads a trusted closed state in the background before its trust ends, so no call waits for Redis", async () => {
+    const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
+    const prefix = `${uniqueName("breaker")}:`;
+    let now = Date.now();
+    const clock = () => now;
+    // Counts the ALLOW scripts each replica sends: the round trip a call waits for.
+    let evals = 0;
+    const counting = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === "eval") evals++;
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock);
+    expect(await a.allow("m")).toBe(true);
+    expect(evals).toBe(1);
+    // Under steady traffic the trust is renewed ahead of its end: no call after the first asks.
+    for (let i = 0; i < 10; i++) {
+      now += 60;
+      expect(await a.allow("m")).toBe(true);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(evals).toBe(1);
+    // Another replica opens the breaker: the next re-read ends the trust, and the call after it asks and is refused.
+    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    await b.recordFailure("m");
+    now += 150; // 40 ms of trust left (renewed at +540 until +790)
+    expect(await a.allow("m")).toBe(true);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await a.allow("m")).toBe(false);
+    expect(evals).toBe(2);
+  });
+
   it("counts only consecutive failures", async () => {
     const policy = { enabled: true, failureThreshold: 2, cooldownMs: 60_000 };
     const breaker = new RedisCircuitBreaker(redis, () => policy, logger, `${uniqueName("breaker")}:`);

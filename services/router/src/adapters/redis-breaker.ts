@@ -37,6 +37,8 @@ return state
 
 /** How long a replica trusts a closed breaker it saw without asking Redis again. */
 const LOCAL_TRUST_MS = 250;
+/** A call this close to the end of that trust re-reads the state in the background, so no call waits for Redis. */
+const REFRESH_AHEAD_MS = 100;
 
 /**
  * A circuit breaker per model with its state in Redis, so every router replica skips the same failing model.
@@ -49,11 +51,18 @@ const LOCAL_TRUST_MS = 250;
  * The common case costs no Redis round trip: a replica that saw the breaker closed trusts that for
  * `LOCAL_TRUST_MS`, and a success resets the shared failure count only when this replica may have seen failures
  * (its own, or a state other than closed) — at most one reset per `LOCAL_TRUST_MS` otherwise. So another replica's
- * failures open the breaker here at most that long after they do there.
+ * failures open the breaker here at most that long after they do there. Under steady traffic no call waits for
+ * Redis either: a call in the last `REFRESH_AHEAD_MS` of the trust re-reads the state in the background (a read:
+ * a half-open probe's lease is only ever taken by a call that asks), and the reset after a success is not awaited
+ * (commands on one connection keep their order, so a later failure still lands after it).
  */
 export class RedisCircuitBreaker implements CircuitBreaker {
   private readonly closedUntil = new Map<string, number>();
   private readonly resetAt = new Map<string, number>();
+  /** Models whose state is being re-read. */
+  private readonly refreshing = new Set<string>();
+  /** Per model, bumped by every local failure: a re-read begun before one must not restore the trust it ended. */
+  private readonly failures = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
@@ -72,7 +81,11 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     const policy = this.policy();
     if (!policy.enabled) return true;
     const now = this.now();
-    if ((this.closedUntil.get(model) ?? 0) > now) return true;
+    const trustedUntil = this.closedUntil.get(model) ?? 0;
+    if (trustedUntil > now) {
+      if (trustedUntil - now <= REFRESH_AHEAD_MS) this.refresh(model, now);
+      return true;
+    }
     try {
       const [allowed, state] = (await this.redis.eval(ALLOW, 1, this.key(model), now, policy.cooldownMs)) as [
         number,
@@ -88,23 +101,46 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     }
   }
 
+  /** Re-reads a trusted closed state without holding up the call that noticed its trust is ending. */
+  private refresh(model: string, now: number): void {
+    if (this.refreshing.has(model)) return;
+    const generation = this.failures.get(model) ?? 0;
+    this.refreshing.add(model);
+    this.redis.hget(this.key(model), "state").then(
+      (state) => {
+        this.refreshing.delete(model);
+        if ((this.failures.get(model) ?? 0) !== generation) return;
+        if (state === null || state === "closed") {
+          this.closedUntil.set(model, now + LOCAL_TRUST_MS);
+        } else {
+          // Open or half-open elsewhere: the next call asks (and may get the probe's lease).
+          this.closedUntil.delete(model);
+          this.observe(model, state as BreakerState);
+        }
+      },
+      (err: Error) => {
+        this.refreshing.delete(model);
+        this.logger.warn({ err: err.message, model }, "breaker unavailable");
+      },
+    );
+  }
+
   async recordSuccess(model: string): Promise<void> {
     if (!this.policy().enabled) return;
     const now = this.now();
     // Closed and recently reset: nothing to clear (another replica's failures are picked up at the next reset).
     if ((this.closedUntil.get(model) ?? 0) > now && (this.resetAt.get(model) ?? 0) > now - LOCAL_TRUST_MS) return;
-    try {
-      this.resetAt.set(model, now);
-      await this.redis.del(this.key(model));
-      this.observe(model, "closed");
-    } catch (err) {
-      this.logger.warn({ err: (err as Error).message, model }, "breaker unavailable");
-    }
+    this.resetAt.set(model, now);
+    this.redis.del(this.key(model)).then(
+      () => this.observe(model, "closed"),
+      (err: Error) => this.logger.warn({ err: err.message, model }, "breaker unavailable"),
+    );
   }
 
   async recordFailure(model: string): Promise<void> {
     const policy = this.policy();
     if (!policy.enabled) return;
+    this.failures.set(model, (this.failures.get(model) ?? 0) + 1);
     this.closedUntil.delete(model);
     this.resetAt.delete(model);
     try {
