@@ -4,7 +4,7 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -38,9 +38,19 @@ const wakeRates =
 // --wake-mode stream: the --wakeups load asks for streamed answers (default nonstream).
 const wakeModeAt = args.indexOf("--wake-mode");
 const wakeStream = wakeModeAt >= 0 && args[wakeModeAt + 1] === "stream";
+// --ttfb-probe N: instead of the harness, 5 s of streamed load at 300 rps (the JIT warms up), then N sequential streamed
+// requests alternating between the mock (direct) and Tokenmesh; prints their time-to-first-byte p50 and the overhead.
+const probeAt = args.indexOf("--ttfb-probe");
+const probeCount = probeAt >= 0 ? Number(args[probeAt + 1]) || 200 : 0;
+// --phases (with --ttfb-probe): then the same N requests again with strace on the gateway and the router, and the
+// median of each step of the path to the first byte (see README.md). strace slows every traced system call, so read
+// the steps for where the time goes; the probe's p50 above it is the measurement.
+const phases = args.includes("--phases");
 const benchArgs = args.filter(
   (a, i) =>
     a !== "--skip-portkey" &&
+    a !== "--phases" &&
+    (probeAt < 0 || (i !== probeAt && i !== probeAt + 1)) &&
     (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
     (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)) &&
     (wakeModeAt < 0 || (i !== wakeModeAt && i !== wakeModeAt + 1)),
@@ -80,6 +90,67 @@ const stopAll = () => {
 };
 process.on("exit", stopAll);
 process.on("SIGINT", () => process.exit(130));
+/**
+ * The steps of a streamed request's path to its first byte, from strace logs (`-f -ttt`) of the gateway and the
+ * router taken while requests ran one at a time: the gateway reads the request, writes to the router, the router
+ * reads it, writes the upstream request, reads the upstream's answer, writes the first chunk, the gateway reads it
+ * and writes the response's first bytes. Prints the median of each step.
+ */
+const ttfbPhases = (gatewayLog, routerLog) => {
+  const events = [];
+  for (const [who, log] of [
+    ["gw", gatewayLog],
+    ["rt", routerLog],
+  ]) {
+    for (const line of log.split("\n")) {
+      const m = /^\d+\s+([\d.]+)\s+(read|write|writev)\((\d+), (.*)$/.exec(line);
+      if (m) events.push({ t: Number(m[1]) * 1000, who, call: m[2], text: m[4] });
+    }
+  }
+  events.sort((a, b) => a.t - b.t);
+  const steps = [
+    ["gateway: request read -> router call written", (e) => e.who === "gw" && e.call === "writev"],
+    ["hop gateway -> router", (e) => e.who === "rt" && e.call === "read"],
+    [
+      "router: call read -> upstream request written",
+      (e) => e.who === "rt" && e.call === "writev" && e.text.includes("POST /v1"),
+    ],
+    ["upstream", (e) => e.who === "rt" && e.call === "read" && e.text.includes("HTTP/1.1 200")],
+    ["router: answer read -> first chunk written", (e) => e.who === "rt" && e.call === "writev"],
+    ["hop router -> gateway", (e) => e.who === "gw" && e.call === "read"],
+    [
+      "gateway: chunk read -> first bytes written",
+      (e) => e.who === "gw" && e.call === "writev" && e.text.includes("HTTP/1.1 200"),
+    ],
+  ];
+  const done = [];
+  let cur;
+  for (const e of events) {
+    if (e.who === "gw" && e.call === "read" && e.text.includes("POST /v1/chat")) {
+      cur = [e.t];
+      continue;
+    }
+    if (cur === undefined) continue;
+    if (steps[cur.length - 1][1](e)) cur.push(e.t);
+    if (cur.length === steps.length + 1) {
+      done.push(cur);
+      cur = undefined;
+    }
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  const parts = steps.map(([name], i) => `  ${name}: ${median(done.map((d) => d[i + 1] - d[i])).toFixed(3)} ms`);
+  return [
+    `ttfb-phases requests=${done.length} (under strace) total_p50_ms=${median(done.map((d) => d.at(-1) - d[0])).toFixed(3)}`,
+    ...parts,
+  ].join("\n");
+};
+/** Lets the services exit on their own (a CPU profile is written only on a clean exit), for at most 15 s. */
+const finish = async () => {
+  const exits = children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once("exit", r)));
+  stopAll();
+  await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 15_000))]);
+  process.exit(0);
+};
 const waitHttp = async (url, ms = 60_000) => {
   const until = Date.now() + ms;
   while (Date.now() < until) {
@@ -204,6 +275,87 @@ const sharedCounts = async () => {
   }
   return { commands, natsIn: varz.in_msgs, natsOut: varz.out_msgs, requests };
 };
+if (probeCount > 0) {
+  const body = join(dir, "probe-body.json");
+  writeFileSync(
+    body,
+    JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello there" }], stream: true }),
+  );
+  spawnSync("wrk", ["-t1", "-c16", "-d5s", "-s", join(harness, "wrk-openai.lua"), `${gateway}/v1/chat/completions`], {
+    env: {
+      ...process.env,
+      BENCH_BODY_FILE: body,
+      BENCH_HEADERS: `Authorization: Bearer ${key}\nContent-Type: application/json`,
+      BENCH_RATE: "300",
+      BENCH_THREADS: "1",
+      BENCH_VERIFY: "stream",
+    },
+  });
+  const { request, Agent } = await import("node:http");
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const payload = JSON.stringify({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "Hello there" }],
+    stream: true,
+  });
+  const ttfb = (url, headers) =>
+    new Promise((res, rej) => {
+      const t0 = process.hrtime.bigint();
+      const u = new URL(url);
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", ...headers },
+        },
+        (r) => {
+          let first;
+          r.on("data", () => {
+            first ??= Number(process.hrtime.bigint() - t0) / 1e6;
+          });
+          r.on("end", () => (r.statusCode === 200 ? res(first) : rej(new Error(`status ${r.statusCode}`))));
+        },
+      );
+      req.on("error", rej);
+      req.end(payload);
+    });
+  const direct = [];
+  const mesh = [];
+  for (let i = 0; i < probeCount; i++) {
+    direct.push(await ttfb(`${mockUrl}/chat/completions`, {}));
+    mesh.push(await ttfb(`${gateway}/v1/chat/completions`, { authorization: `Bearer ${key}` }));
+  }
+  const p50 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(
+    `ttfb-probe n=${probeCount} direct_p50_ms=${p50(direct).toFixed(2)} tokenmesh_p50_ms=${p50(mesh).toFixed(2)} overhead_p50_ms=${(p50(mesh) - p50(direct)).toFixed(2)}`,
+  );
+  if (phases) {
+    // Not in `dir`: the services watch the catalog's folder, and every line strace wrote there would wake them.
+    const traceDir = mkdtempSync(join(tmpdir(), "tokenmesh-strace-"));
+    const traced = { gateway: join(traceDir, "gateway.txt"), router: join(traceDir, "router.txt") };
+    const tracers = Object.entries(traced).map(([s, out]) =>
+      spawn(
+        "strace",
+        ["--seccomp-bpf", "-f", "-ttt", "-e", "trace=read,write,writev", "-o", out, "-p", String(pids[s])],
+        {
+          stdio: "ignore",
+        },
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (let i = 0; i < probeCount; i++)
+      await ttfb(`${gateway}/v1/chat/completions`, { authorization: `Bearer ${key}` });
+    const exited = tracers.map((t) => new Promise((r) => t.once("exit", r)));
+    for (const t of tracers) t.kill("SIGINT");
+    await Promise.all(exited);
+    console.log(ttfbPhases(readFileSync(traced.gateway, "utf8"), readFileSync(traced.router, "utf8")));
+    rmSync(traceDir, { recursive: true, force: true });
+  }
+  await finish();
+}
 if (wakeAt >= 0) {
   const procs = { ...pids, nats: natsProc.pid, redis: redisProc.pid };
   const tick = 100; // USER_HZ
@@ -266,7 +418,7 @@ if (wakeAt >= 0) {
     ]);
     const total = per.reduce((t, [, c, w]) => [t[0] + c, t[1] + w], [0, 0]);
     console.log(
-      `wakeups mode=${wakeStream ? "stream" : "nonstream"} rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} ` +
+      `wakeups mode=${wakeStream ? "stream" : "nonstream"} rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} p99_ms=${((summary.latency_us?.p99 ?? 0) / 1000).toFixed(2)} ` +
         per.map(([p, c, w]) => `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)}`).join(" ") +
         ` total_cpu_ms=${total[0].toFixed(2)} total_cs=${total[1].toFixed(1)}`,
     );
@@ -348,8 +500,4 @@ console.log(
     `tokenmesh_cpu_ms_per_req=${tmCpu?.toFixed(2) ?? "n/a"} portkey_cpu_ms_per_req=${pkCpu?.toFixed(2) ?? "n/a"} ` +
     `cpu_vs_portkey=${tmCpu && pkCpu ? (tmCpu / pkCpu).toFixed(2) : "n/a"} rate=${a.rate}`,
 );
-// Let the services exit on their own (a CPU profile is written only on a clean exit), for at most 15 s.
-const exits = children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once("exit", r)));
-stopAll();
-await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 15_000))]);
-process.exit(0);
+await finish();
