@@ -38,6 +38,18 @@ describe("TextCheckMemo", () => {
     expect(calls).toHaveLength(4);
   });
 
+  it("never answers for another text, whatever characters a scope holds", () => {
+    const p = policy();
+    const memo = new TextCheckMemo({ maxChars: 10_000 });
+    const found = (scope: string, text: string) =>
+      memo.findings(p, scope, false, text, () => ({ injection: [text], redacted: undefined })).injection;
+    // Without a delimiter that no scope can hold, these two would share one key.
+    expect(found("team:a\u0000b", "c")).toEqual(["c"]);
+    expect(found("team:a", "b\u0000c")).toEqual(["b\u0000c"]);
+    expect(found("team:a1:", "x")).toEqual(["x"]);
+    expect(found("team:a", "1:x")).toEqual(["1:x"]);
+  });
+
   it("stays within its bound, dropping the least recently used first", () => {
     const p = policy();
     const { memo, calls, find } = counted({ maxChars: 600 });

@@ -61,7 +61,8 @@ export class TextCheckMemo {
     compute: () => TextFindings,
   ): TextFindings {
     if (text.length > this.maxTextChars || this.options.maxChars <= 0) return compute();
-    const key = `${operator ? "o" : "u"}${scope}\u0000${text}`;
+    // The scope's length goes first: no scope (a team name may hold any character) can run on into the text.
+    const key = `${operator ? "o" : "u"}${scope.length}:${scope}${text}`;
     const hit = this.entries.get(key);
     if (hit !== undefined) {
       this.entries.delete(key);
