@@ -52,6 +52,35 @@ describe("Admission", () => {
     expect(reserved[0]).toMatchObject({ model: "a", candidateModels: ["a", "b"], inputTokens: 40, maxOutputTokens: 0 });
   });
 
+  it("has the hold on record before Reserve is sent, so a replica killed in between leaves nothing unsettled", async () => {
+    const events: string[] = [];
+    const admission = new Admission({
+      limiter: {
+        acquire: async () => ({ allowed: true, limitedBy: "", remainingRequests: 9, remainingTokens: -1, resetMs: 1 }),
+        settle: async () => undefined,
+      },
+      budgets: { blocked: () => false, hasHard: async () => true },
+      cost: {
+        reserve: async (input) => {
+          events.push(`reserve ${input.requestId}`);
+          return input.requestId;
+        },
+        release: async () => undefined,
+      },
+      holds: {
+        // The record lands a few turns later, as a pipelined Redis write does.
+        open: async (hold) => {
+          await new Promise((r) => setImmediate(r));
+          events.push(`recorded ${hold.reservationId}`);
+        },
+        close: (id) => events.push(`closed ${id}`),
+      },
+      logger: createLogger({ service: "test", level: "silent" }),
+    });
+    expect((await admission.admit(principal, request)).reservationId).toBe("req_1");
+    expect(events).toEqual(["recorded req_1", "reserve req_1"]);
+  });
+
   it("reserves nothing where no hard budget applies, and nothing for the admin key", async () => {
     const { admission, reserved } = admissionWith({ hard: false });
     expect((await admission.admit(principal, request)).reservationId).toBe("");

@@ -111,13 +111,14 @@ export class Admission {
     }
     try {
       if (await hard) {
-        // Recorded under the request id (cost's contract: the hold's id) while Reserve runs, not after it: a replica
-        // killed the moment Reserve answered must still leave its hold on record. Forgotten if nothing was held.
-        const recorded = this.recordHold(principal, req, req.requestId);
+        // Recorded under the request id (cost's contract: the hold's id) before Reserve is sent: a replica killed at
+        // any moment after cost took the hold leaves it on record. Started alongside Reserve, the record could still
+        // be in the Redis client's pipeline when cost already held, and a kill -9 then left a hold nobody settles
+        // (seen once in the fault suite). Forgotten if nothing was held.
+        await this.recordHold(principal, req, req.requestId);
         try {
           admitted.reservationId = await this.reserve(principal, req, admitted);
         } finally {
-          await recorded;
           if (admitted.reservationId !== req.requestId) this.deps.holds?.close(req.requestId, undefined);
         }
         if (admitted.reservationId && admitted.reservationId !== req.requestId) {
