@@ -5,6 +5,7 @@
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -371,6 +372,32 @@ if (wakeAt >= 0) {
         return [name, { cpu: (Number(stat[11]) + Number(stat[12])) / tick, switches }];
       }),
     );
+  /**
+   * Each busy service's event-loop delay since the last read (p99 and max: how long a ready callback waited, GC
+   * pauses included) and its GC count and seconds so far, from its own /metrics.
+   */
+  const loopStats = () =>
+    ["gateway", "router", "cost"].map(async (service) => {
+      // A connection of its own each time: fetch's pooled one may be one the server has just closed.
+      const text = await new Promise((resolve, reject) =>
+        httpGet(`http://127.0.0.1:${ports[service][1]}/metrics`, { agent: false }, (res) => {
+          let t = "";
+          res.setEncoding("utf8");
+          res.on("data", (c) => {
+            t += c;
+          });
+          res.on("end", () => resolve(t));
+        }).on("error", reject),
+      );
+      const value = (re) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      return {
+        service,
+        p99: value(/^\w*eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/gm) * 1000,
+        max: value(/^\w*eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/gm) * 1000,
+        gcCount: value(/^\w*gc_duration_seconds_count(?:\{[^}]*\})? (\S+)$/gm),
+        gcSum: value(/^\w*gc_duration_seconds_sum(?:\{[^}]*\})? (\S+)$/gm),
+      };
+    });
   const body = join(dir, "wake-body.json");
   writeFileSync(
     body,
@@ -406,9 +433,12 @@ if (wakeAt >= 0) {
         },
       );
     wrk(3); // warm-up
+    await Promise.all(loopStats()); // prom-client resets the event-loop histogram at every read
+    const gcBefore = await Promise.all(loopStats());
     const a = sample();
     const out = wrk(seconds);
     const b = sample();
+    const loops = await Promise.all(loopStats());
     const summary = JSON.parse(/BENCH_JSON (.*)/.exec(out.stdout)?.[1] ?? "{}");
     const n = Math.max(1, summary.requests ?? 0);
     const per = Object.keys(procs).map((p) => [
@@ -421,6 +451,16 @@ if (wakeAt >= 0) {
       `wakeups mode=${wakeStream ? "stream" : "nonstream"} rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} p99_ms=${((summary.latency_us?.p99 ?? 0) / 1000).toFixed(2)} ` +
         per.map(([p, c, w]) => `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)}`).join(" ") +
         ` total_cpu_ms=${total[0].toFixed(2)} total_cs=${total[1].toFixed(1)}`,
+    );
+    console.log(
+      `event-loop rate=${rate} ` +
+        loops
+          .map((l, i) => {
+            const gcs = l.gcCount - gcBefore[i].gcCount;
+            const gcMs = ((l.gcSum - gcBefore[i].gcSum) * 1000) / Math.max(1, gcs);
+            return `${l.service}_lag_p99_ms=${l.p99.toFixed(1)} ${l.service}_lag_max_ms=${l.max.toFixed(1)} ${l.service}_gcs=${gcs} ${l.service}_gc_avg_ms=${gcMs.toFixed(1)}`;
+          })
+          .join(" "),
     );
   }
   process.exit(0);
