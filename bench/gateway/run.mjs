@@ -209,6 +209,8 @@ const env = {
   NATS_URL: `nats://127.0.0.1:${natsPort}`,
   REDIS_URL: `redis://127.0.0.1:${redisPort}`,
   MESH_CONFIG: join(dir, "mesh.yaml"),
+  // What `npm start` and the images give every service (scripts/start.mjs); BENCH_SERVICE_NODE_FLAGS come later.
+  NODE_OPTIONS: ["--max-semi-space-size=16", process.env.NODE_OPTIONS].filter(Boolean).join(" "),
   LOG_LEVEL: "warn",
   TOKENMESH_ADMIN_KEY: adminKey,
   INFERENCE_ADDR: `127.0.0.1:${ports.inference[0]}`,

@@ -136,6 +136,16 @@ describe("check-dockerfile", () => {
     writeFileSync(file, text.slice(0, text.lastIndexOf("USER node")) + text.slice(text.lastIndexOf("USER node") + 9));
     expectFail(node("check-dockerfile.mjs", [file]), /runtime: must switch to a non-root USER/);
   });
+  it("fails a runtime image that leaves the young generation's size to the host's memory", () => {
+    const file = dockerfile("docker-semi-space");
+    const text = readFileSync(file, "utf8");
+    const last = text.lastIndexOf(" \\\n    NODE_OPTIONS=--max-semi-space-size=16");
+    writeFileSync(
+      file,
+      text.slice(0, last) + text.slice(last + " \\\n    NODE_OPTIONS=--max-semi-space-size=16".length),
+    );
+    expectFail(node("check-dockerfile.mjs", [file]), /runtime: ENV NODE_OPTIONS must set --max-semi-space-size/);
+  });
   it("fails a production install that brings the optional GPU builds back", () => {
     const file = dockerfile("docker-optional");
     edit(file, "--omit=dev --omit=optional", "--omit=dev");
