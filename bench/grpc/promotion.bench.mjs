@@ -163,16 +163,12 @@ if (args.role === "server") {
     });
     await once(c, "exit");
     server.kill();
-    const scavenges = out
+    // A scavenge's line: "[pid:isolate:0] <ms> ms: pause=… gc=s … promoted=… new_space_survived=…"; the ones after
+    // the warm-up count.
+    const after = out
       .split("\n")
-      .filter((l) => / gc=s /.test(l))
+      .filter((l) => / gc=s /.test(l) && Number(/\]\s+(\d+)\s+ms:/.exec(l)?.[1] ?? 0) >= 3000)
       .map((l) => Object.fromEntries([...l.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])])));
-    // The line starts with "[pid:isolate:0] <ms> ms:"; keep the scavenges after the warm-up.
-    const timed = out
-      .split("\n")
-      .filter((l) => / gc=s /.test(l))
-      .map((l) => Number(/\]\s+(\d+)\s+ms:/.exec(l)?.[1] ?? 0));
-    const after = scavenges.filter((_, i) => timed[i] >= 3000);
     const kb = (k) => (median(after.map((g) => g[k])) / 1024).toFixed(0);
     parts.push(
       `${kind}_survived_kb=${kb("new_space_survived")} ${kind}_promoted_kb=${kb("promoted")} ${kind}_pause_ms=${median(after.map((g) => g.pause)).toFixed(1)} ${kind}_scavenges=${after.length}`,
