@@ -150,9 +150,9 @@ Object.assign(env, {
   ROUTER_SEMANTIC_CACHE_URL: env.ROUTER_SEMANTIC_CACHE_URL ?? `file://${join(state, "semantic-cache")}`,
 });
 
-// V8's young generation is sized from the machine's memory (2 × 64 MB on a 24 GB host); a request's node:http2
-// stream and what hangs on it outlive two young-generation GCs, so each of those copies ~6 MB at 500 rps: 15–18 ms
-// pauses. 16 MB semi-spaces bound them to ~7 ms for the same CPU (bench/gateway/README.md, stop 18). The same
+// V8 sizes the young generation from the machine's memory (64 MB on a 24 GB host); what a request leaves behind
+// over node:http2 outlives young-generation GCs until a full one, so each of them copied ~6 MB at 500 rps: 15–18 ms
+// pauses. 16 MB semi-spaces bound them to ~7 ms for about the same CPU (bench/gateway/README.md, stop 18). The same
 // default is in the images; an operator's own NODE_OPTIONS come after it and win.
 env.NODE_OPTIONS = ["--max-semi-space-size=16", env.NODE_OPTIONS].filter(Boolean).join(" ");
 const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];

@@ -435,7 +435,7 @@ if (wakeAt >= 0) {
         },
       );
     wrk(3); // warm-up
-    await Promise.all(loopStats()); // prom-client resets the event-loop histogram at every read
+    // GC counts so far; the read also resets the event-loop histogram (prom-client does at every read).
     const gcBefore = await Promise.all(loopStats());
     const a = sample();
     const out = wrk(seconds);
