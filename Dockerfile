@@ -64,8 +64,7 @@ FROM ${CUDA_IMAGE} AS inference-gpu
 ENV NODE_ENV=production \
     TOKENMESH_SERVICE=inference \
     MESH_CONFIG=/app/config/mesh.yaml \
-    INFERENCE_GPU=auto \
-    NODE_OPTIONS=--max-semi-space-size=16
+    INFERENCE_GPU=auto
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/sh --create-home node
 COPY --from=prod-gpu --chown=root:root /out /app
@@ -77,12 +76,9 @@ ENTRYPOINT ["node", "--import", "@tokenmesh/telemetry/register", "dist/main.js"]
 # Default target (last stage): a service on the slim Node image.
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 ARG SERVICE
-# NODE_OPTIONS: 16 MB semi-spaces bound young-generation GC pauses (~7 ms at 500 rps instead of 15–18 ms with the
-# size V8 derives from a large host's memory; bench/gateway/README.md). Setting NODE_OPTIONS in a manifest replaces it.
 ENV NODE_ENV=production \
     TOKENMESH_SERVICE=${SERVICE} \
-    MESH_CONFIG=/app/config/mesh.yaml \
-    NODE_OPTIONS=--max-semi-space-size=16
+    MESH_CONFIG=/app/config/mesh.yaml
 WORKDIR /app
 COPY --from=prod --chown=root:root /out /app
 WORKDIR /app/services/${SERVICE}

@@ -152,8 +152,8 @@ Object.assign(env, {
 
 // V8 sizes the young generation from the machine's memory (64 MB on a 24 GB host); what a request leaves behind
 // over node:http2 outlives young-generation GCs until a full one, so each of them copied ~6 MB at 500 rps: 15–18 ms
-// pauses. 16 MB semi-spaces bound them to ~7 ms for about the same CPU (bench/gateway/README.md, stop 18). The same
-// default is in the images; an operator's own NODE_OPTIONS come after it and win.
+// pauses. 16 MB semi-spaces bound them to ~7 ms for about the same CPU (bench/gateway/README.md, stop 18).
+// docker-compose sets the same; an operator's own NODE_OPTIONS come after it and win.
 env.NODE_OPTIONS = ["--max-semi-space-size=16", env.NODE_OPTIONS].filter(Boolean).join(" ");
 const node = [process.execPath, "--import", "@tokenmesh/telemetry/register", "dist/main.js"];
 const readyUrls = {

@@ -4,7 +4,7 @@
 //      on the base + GPU overlay;
 //   2. the rendered stack (`docker-compose config`) has the five services, NATS with JetStream on a volume, Redis,
 //      PostgreSQL (the router's semantic cache, which the router is pointed at), Prometheus, Grafana, the collector
-//      and Jaeger; every service gets the OTLP endpoint; the GPU overlay reserves
+//      and Jaeger; every service gets the OTLP endpoint and NODE_OPTIONS' young-generation bound; the GPU overlay reserves
 //      an NVIDIA device for inference;
 //   3. Prometheus scrapes every service on the ops port that .env gives it (the one file that cannot read .env).
 // Usage: check-compose.mjs [COMPOSE_DIR]   (default deploy/compose). Exits 1 listing every problem.
@@ -69,6 +69,9 @@ if (base) {
     const e = svc[name]?.environment ?? {};
     if (!e.OTEL_EXPORTER_OTLP_ENDPOINT) problems.push(`${name}: no OTEL_EXPORTER_OTLP_ENDPOINT`);
     if (!e.OTEL_SERVICE_NAME) problems.push(`${name}: no OTEL_SERVICE_NAME`);
+    // No memory limit here, so without it V8 sizes the young generation from the host's memory (see the file).
+    if (!/--max-semi-space-size=\d+/.test(e.NODE_OPTIONS ?? ""))
+      problems.push(`${name}: NODE_OPTIONS must set --max-semi-space-size`);
     if (svc[name]?.build?.args?.SERVICE !== name) problems.push(`${name}: build arg SERVICE must be ${name}`);
   }
   const natsCmd = [].concat(svc.nats?.command ?? []).join(" ");

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Static checks of the root Dockerfile (no engine needed): the default target is the slim runtime, both runnable
 // targets (runtime, inference-gpu) run as a non-root user with a HEALTHCHECK and start through the telemetry
-// register hook and set NODE_OPTIONS' young-generation bound, the production install omits dev and optional deps,
-// the GPU target installs node-llama-cpp's CUDA build on a CUDA base, .dockerignore keeps node_modules and build
-// outputs out of the context, and the healthcheck's ports are the services' config.ts defaults.
+// register hook, the production install omits dev and optional deps, the GPU target installs node-llama-cpp's CUDA
+// build on a CUDA base, .dockerignore keeps node_modules and build outputs out of the context, and the
+// healthcheck's ports are the services' config.ts defaults.
 // Usage: check-dockerfile.mjs [DOCKERFILE]   Exits 1 listing every problem.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -36,9 +36,6 @@ for (const name of ["runtime", "inference-gpu"]) {
   if (!user || user === "root" || user === "0" || user.startsWith("0:"))
     problems.push(`${name}: must switch to a non-root USER`);
   if (!s.body.some((l) => /^HEALTHCHECK\s+(--\S+\s+)*CMD/i.test(l))) problems.push(`${name}: no HEALTHCHECK`);
-  // The young generation's bound (see the Dockerfile): without it V8 sizes it from the host's memory.
-  if (!s.body.some((l) => /^ENV\s.*\bNODE_OPTIONS=\S*--max-semi-space-size=\d+/i.test(l)))
-    problems.push(`${name}: ENV NODE_OPTIONS must set --max-semi-space-size`);
   const entry = s.body.filter((l) => /^(ENTRYPOINT|CMD)\s/i.test(l)).join(" ");
   if (!entry.includes("@tokenmesh/telemetry/register") || !entry.includes("dist/main.js"))
     problems.push(`${name}: must start node --import @tokenmesh/telemetry/register dist/main.js`);
