@@ -32,22 +32,22 @@ export function grpcStatusOf(code: ErrorCode): status {
 export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: status; details: string } {
   const e = toAppError(err);
   const metadata = new Metadata();
-  metadata.set(
-    ERROR_DETAIL_KEY,
-    Buffer.from(
-      ErrorDetail.encode({
-        code: e.code,
-        message: e.message,
-        retryable: e.retryable,
-        origin: e.origin,
-        param: e.param ?? "",
-        retryAfterMs: e.retryAfterMs ?? 0,
-        reason: e.reason ?? "",
-        upstreamStatus: e.upstreamStatus ?? 0,
-      }).finish(),
-    ),
-  );
+  metadata.set(ERROR_DETAIL_KEY, Buffer.from(ErrorDetail.encode(errorDetailOf(e)).finish()));
   return { code: toStatus[e.code], details: e.message, metadata };
+}
+
+/** An AppError's fields as the ErrorDetail message (the trailer of a call, the end frame of a multiplexed one). */
+export function errorDetailOf(e: AppError): ErrorDetail {
+  return {
+    code: e.code,
+    message: e.message,
+    retryable: e.retryable,
+    origin: e.origin,
+    param: e.param ?? "",
+    retryAfterMs: e.retryAfterMs ?? 0,
+    reason: e.reason ?? "",
+    upstreamStatus: e.upstreamStatus ?? 0,
+  };
 }
 
 /** The reason of an UNAVAILABLE that came from the transport, not from the peer (connection refused or reset). */
@@ -61,28 +61,39 @@ export function fromGrpcError(err: unknown): AppError {
   const se = err as Partial<ServiceError>;
   if (typeof se?.code !== "number") return toAppError(err);
   const raw = se.metadata?.get(ERROR_DETAIL_KEY)[0];
+  let detail: ErrorDetail | undefined;
   if (raw instanceof Buffer) {
     try {
-      const d = ErrorDetail.decode(raw);
-      return new AppError((d.code as ErrorCode) || fromStatus.get(se.code) || "INTERNAL", d.message, {
-        retryable: d.retryable,
-        origin: d.origin === "upstream" ? "upstream" : "internal",
-        ...(d.param ? { param: d.param } : {}),
-        ...(d.retryAfterMs ? { retryAfterMs: d.retryAfterMs } : {}),
-        ...(d.reason ? { reason: d.reason } : {}),
-        ...(d.upstreamStatus ? { upstreamStatus: d.upstreamStatus } : {}),
-        cause: err,
-      });
+      detail = ErrorDetail.decode(raw);
     } catch {
       // fall through to the status code
     }
   }
-  const code = fromStatus.get(se.code) ?? "INTERNAL";
+  return appErrorOf(se.code, se.details || se.message || "", detail, err);
+}
+
+/**
+ * The AppError a peer raised, from its status code, status message and ErrorDetail (when it sent one). Without the
+ * detail (a transport failure, a deadline, a peer that is not a Tokenmesh service), derived from the status code.
+ */
+export function appErrorOf(code: number, message: string, detail: ErrorDetail | undefined, cause?: unknown): AppError {
+  if (detail !== undefined) {
+    return new AppError((detail.code as ErrorCode) || fromStatus.get(code) || "INTERNAL", detail.message, {
+      retryable: detail.retryable,
+      origin: detail.origin === "upstream" ? "upstream" : "internal",
+      ...(detail.param ? { param: detail.param } : {}),
+      ...(detail.retryAfterMs ? { retryAfterMs: detail.retryAfterMs } : {}),
+      ...(detail.reason ? { reason: detail.reason } : {}),
+      ...(detail.upstreamStatus ? { upstreamStatus: detail.upstreamStatus } : {}),
+      cause,
+    });
+  }
+  const appCode = fromStatus.get(code) ?? "INTERNAL";
   // A peer that cannot be reached is UNAVAILABLE and worth retrying; anything else keeps the code's default. Without
   // the peer's own error detail, UNAVAILABLE means the transport failed (refused, reset): `peer_unreachable`, which a
   // circuit breaker should not blame on a model.
-  return new AppError(code, se.details || se.message || code, {
-    cause: err,
-    ...(code === "UNAVAILABLE" ? { reason: PEER_UNREACHABLE } : {}),
+  return new AppError(appCode, message || appCode, {
+    cause,
+    ...(appCode === "UNAVAILABLE" ? { reason: PEER_UNREACHABLE } : {}),
   });
 }

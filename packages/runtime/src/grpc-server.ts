@@ -33,6 +33,7 @@ import { HealthImplementation } from "grpc-health-check";
 import { AppError, toAppError } from "./errors.js";
 import { toGrpcStatus } from "./grpc-errors.js";
 import { bounded, decoded, decodeSafely } from "./grpc-front-door.js";
+import { Multiplexed, type MuxRequestFrame, type MuxResponseFrame, MuxServerStream } from "./grpc-mux.js";
 
 /** What a handler knows about its call besides the request. */
 export interface CallContext {
@@ -58,9 +59,17 @@ export type HandlerFor<M> =
   M extends MethodDefinition<infer Req, infer Res>
     ? M["responseStream"] extends true
       ? M["requestStream"] extends true
-        ? BidiHandler<Req, Res>
+        ? BidiHandler<Req, Res> | MultiplexedFor<Req, Res>
         : ServerStreamHandler<Req, Res>
       : UnaryHandler<Req, Res>
+    : never;
+
+/** A bidirectional method whose frames carry multiplexed calls (grpc-mux.ts). */
+type MultiplexedFor<Req, Res> =
+  Req extends MuxRequestFrame<unknown>
+    ? Res extends MuxResponseFrame<unknown>
+      ? Multiplexed<Req, Res>
+      : never
     : never;
 
 export type Handlers<S> = { [K in keyof S]: HandlerFor<S[K]> };
@@ -85,6 +94,8 @@ export class GrpcServer {
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly serviceNames: string[] = [];
   private readonly active = new Set<AbortController>();
+  /** Open multiplexed streams: told to drain at shutdown. */
+  private readonly muxStreams = new Set<MuxServerStream<unknown, unknown>>();
   private readonly log: Logger;
 
   constructor(options: GrpcServerOptions) {
@@ -108,10 +119,17 @@ export class GrpcServer {
     let fullName = "";
     for (const [name, def] of Object.entries(definition) as [string, MethodDefinition<unknown, unknown>][]) {
       const handler = (handlers as Record<string, unknown>)[name];
-      if (typeof handler !== "function") throw new Error(`no handler for ${def.path}`);
+      if (typeof handler !== "function" && !(handler instanceof Multiplexed))
+        throw new Error(`no handler for ${def.path}`);
       fullName = splitMethod(def.path).service;
-      safe[name] = decodeSafely(def);
-      impl[name] = this.adapt(def, handler as (...args: unknown[]) => unknown);
+      if (handler instanceof Multiplexed) {
+        // Its frames are encoded one by one by the stream (grpc-mux.ts), so one bad message fails one call.
+        safe[name] = { ...def, responseSerialize: (frame: unknown) => frame as Buffer };
+        impl[name] = this.adaptMux(handler, def.responseSerialize);
+      } else {
+        safe[name] = decodeSafely(def);
+        impl[name] = this.adapt(def, handler as (...args: unknown[]) => unknown);
+      }
     }
     this.serviceNames.push(fullName);
     this.server.addService(safe, impl);
@@ -150,6 +168,8 @@ export class GrpcServer {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.setServing(false);
+    // A multiplexed stream never ends by itself: it finishes its calls and refuses new ones (sent elsewhere).
+    for (const stream of this.muxStreams) stream.drain();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<"timeout">((resolve) => {
@@ -164,74 +184,118 @@ export class GrpcServer {
     }
   }
 
-  private adapt(def: MethodDefinition<unknown, unknown>, handler: (...args: unknown[]) => unknown) {
-    const { service, method } = splitMethod(def.path);
-    const begin = (call: {
+  /**
+   * Starts serving one call (of its own, or one of a multiplexed stream's): its SERVER span continuing the caller's
+   * trace, its AbortSignal (client cancel, deadline, forced shutdown) and `end`, which records its status.
+   */
+  private begin(
+    path: string,
+    call: {
       metadata: Metadata;
       getDeadline(): Date | number;
       getPeer(): string;
-      on(e: string, f: () => void): unknown;
+      on(e: "cancelled", f: () => void): unknown;
       sendMetadata(md: Metadata): void;
-    }) => {
-      const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
-      const span = tracer().startSpan(
-        def.path.slice(1),
-        { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
-        parent,
+    },
+  ) {
+    const { service, method } = splitMethod(path);
+    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+    const span = tracer().startSpan(
+      path.slice(1),
+      { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
+      parent,
+    );
+    const ac = new AbortController();
+    this.active.add(ac);
+    const rawDeadline = call.getDeadline();
+    const deadline =
+      rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    if (deadline) {
+      deadlineTimer = setTimeout(
+        () => ac.abort(new AppError("DEADLINE_EXCEEDED", "deadline exceeded")),
+        Math.max(0, deadline.getTime() - Date.now()),
       );
-      const ac = new AbortController();
-      this.active.add(ac);
-      const rawDeadline = call.getDeadline();
-      const deadline =
-        rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
-      let deadlineTimer: NodeJS.Timeout | undefined;
-      if (deadline) {
-        deadlineTimer = setTimeout(
-          () => ac.abort(new AppError("DEADLINE_EXCEEDED", "deadline exceeded")),
-          Math.max(0, deadline.getTime() - Date.now()),
-        );
-      }
-      let ended = false;
-      // grpc-js also emits "cancelled" when a call that already answered closes its stream: only a call still in
-      // progress is really cancelled (aborting a finished one cost an error object and woke every abort listener).
-      call.on("cancelled", () => {
-        if (ended) return;
-        rpcMetrics.serverCancelled.inc({ service, method });
-        ac.abort(new AppError("CANCELLED", "cancelled by the client"));
-      });
-      const started = performance.now();
-      let headersSent = false;
-      const ctx: CallContext = {
-        metadata: call.metadata,
-        signal: ac.signal,
-        deadline,
-        peer: call.getPeer(),
-        sendMetadata: (headers) => {
-          if (headersSent) return;
-          headersSent = true;
-          const md = new Metadata();
-          for (const [k, v] of Object.entries(headers)) md.set(k, v);
-          call.sendMetadata(md);
-        },
-      };
-      const end = (err?: unknown) => {
-        ended = true;
-        clearTimeout(deadlineTimer);
-        this.active.delete(ac);
-        let code = "OK";
-        if (err !== undefined) {
-          const e = toAppError(err);
-          code = statusName(toGrpcStatus(e).code);
-          recordSpanError(span, e);
-          if (e.code === "INTERNAL") this.log.error({ err, method: def.path }, "handler failed");
-        }
-        span.setAttribute("rpc.grpc.status_code", code);
-        span.end();
-        rpcMetrics.serverHandled.inc({ service, method, code });
-        rpcMetrics.serverDuration.observe({ service, method, code }, (performance.now() - started) / 1000);
-      };
-      return { ctx, end, active: trace.setSpan(parent, span) };
+    }
+    let ended = false;
+    // grpc-js also emits "cancelled" when a call that already answered closes its stream: only a call still in
+    // progress is really cancelled (aborting a finished one cost an error object and woke every abort listener).
+    call.on("cancelled", () => {
+      if (ended) return;
+      rpcMetrics.serverCancelled.inc({ service, method });
+      ac.abort(new AppError("CANCELLED", "cancelled by the client"));
+    });
+    const started = performance.now();
+    let headersSent = false;
+    const ctx: CallContext = {
+      metadata: call.metadata,
+      signal: ac.signal,
+      deadline,
+      peer: call.getPeer(),
+      sendMetadata: (headers) => {
+        if (headersSent) return;
+        headersSent = true;
+        const md = new Metadata();
+        for (const [k, v] of Object.entries(headers)) md.set(k, v);
+        call.sendMetadata(md);
+      },
     };
+    const end = (err?: unknown) => {
+      ended = true;
+      clearTimeout(deadlineTimer);
+      this.active.delete(ac);
+      let code = "OK";
+      if (err !== undefined) {
+        const e = toAppError(err);
+        code = statusName(toGrpcStatus(e).code);
+        recordSpanError(span, e);
+        if (e.code === "INTERNAL") this.log.error({ err, method: path }, "handler failed");
+      }
+      span.setAttribute("rpc.grpc.status_code", code);
+      span.end();
+      rpcMetrics.serverHandled.inc({ service, method, code });
+      rpcMetrics.serverDuration.observe({ service, method, code }, (performance.now() - started) / 1000);
+    };
+    return { ctx, end, active: trace.setSpan(parent, span) };
+  }
+
+  /** Serves a multiplexed method: each call on each stream as a call of `mux.path` (see grpc-mux.ts). */
+  private adaptMux(
+    mux: Multiplexed<MuxRequestFrame<unknown>, MuxResponseFrame<unknown>>,
+    encode: (frame: MuxResponseFrame<unknown>) => Buffer,
+  ) {
+    return (call: ServerDuplexStream<MuxRequestFrame<unknown>, Buffer>) => {
+      const stream: MuxServerStream<unknown, unknown> = new MuxServerStream(
+        call,
+        encode,
+        (request, callLike, send) => {
+          const { ctx, end, active } = this.begin(mux.path, callLike);
+          return context
+            .with(active, async () => {
+              for await (const msg of mux.handler(decoded(request), ctx)) {
+                if (ctx.signal.aborted) break;
+                const wait = send(msg);
+                if (wait !== undefined) await Promise.race([wait, once(ctx.signal, "abort")]);
+              }
+              if (ctx.signal.aborted) throw ctx.signal.reason;
+            })
+            .then(
+              () => end(),
+              (err) => {
+                end(err);
+                throw err;
+              },
+            );
+        },
+        this.log,
+        () => this.muxStreams.delete(stream),
+      );
+      this.muxStreams.add(stream);
+    };
+  }
+
+  private adapt(def: MethodDefinition<unknown, unknown>, handler: (...args: unknown[]) => unknown) {
+    const begin = (call: Parameters<GrpcServer["begin"]>[1]) => this.begin(def.path, call);
 
     if (!def.responseStream) {
       return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {

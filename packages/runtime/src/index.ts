@@ -4,6 +4,14 @@ export * from "./errors.js";
 export { type CallParams, callStream, callUnary, createGrpcClient } from "./grpc-client.js";
 export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, PEER_UNREACHABLE, toGrpcStatus } from "./grpc-errors.js";
 export {
+  DRAINING,
+  Multiplexed,
+  MuxClient,
+  type MuxClientOptions,
+  type MuxRequestFrame,
+  type MuxResponseFrame,
+} from "./grpc-mux.js";
+export {
   type BidiHandler,
   type CallContext,
   GrpcServer,

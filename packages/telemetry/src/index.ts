@@ -1,4 +1,11 @@
-export { clientInterceptor, metadataGetter, splitMethod, statusName } from "./grpc.js";
+export {
+  type ClientCall,
+  clientInterceptor,
+  metadataGetter,
+  splitMethod,
+  startClientCall,
+  statusName,
+} from "./grpc.js";
 export { contextFromHeaders, injectHeaders, type TracedListenerOptions, tracedRequestListener } from "./http.js";
 export { type CreateLoggerOptions, createLogger, type Logger } from "./logger.js";
 export {

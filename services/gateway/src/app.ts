@@ -108,7 +108,7 @@ export function createApp(
     logger,
     memo: new TextCheckMemo({ maxChars: config.GATEWAY_GUARD_MEMO_CHARS }),
   });
-  const router = new GrpcRouter(config.ROUTER_ADDR);
+  const router = new GrpcRouter(config.ROUTER_ADDR, { streams: config.GATEWAY_ROUTER_STREAMS });
   const cost = new GrpcCost(config.COST_ADDR);
   const listHardScopes = async () => {
     const client = cost.client;

@@ -12,6 +12,11 @@ export const GatewayConfigSchema = z.object({
    */
   GUARD_ADDR: env.address("127.0.0.1:50052"),
   ROUTER_ADDR: env.address("127.0.0.1:50053"),
+  /**
+   * Chat requests to the router share up to this many long-lived streams (RouterService.RouteStream), each call on
+   * them with its own deadline, cancellation, flow control and trace; 0: a gRPC call of its own per request (Route).
+   */
+  GATEWAY_ROUTER_STREAMS: z.coerce.number().int().min(0).max(64).default(4),
   COST_ADDR: env.address("127.0.0.1:50055"),
   GATEWAY_HOST: env.host(),
   GATEWAY_HTTP_PORT: env.port(8080),

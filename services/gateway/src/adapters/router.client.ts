@@ -1,7 +1,14 @@
+import { credentials } from "@grpc/grpc-js";
 import type { ChatRequest, EmbedRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { CacheKind, RouterServiceClient } from "@tokenmesh/proto/router/v1/router";
-import { callStream, callUnary, createGrpcClient } from "@tokenmesh/runtime";
+import {
+  CacheKind,
+  type RouteRequest,
+  type RouteResponse,
+  RouterServiceClient,
+  RouterServiceService,
+} from "@tokenmesh/proto/router/v1/router";
+import { type CallParams, callStream, callUnary, createGrpcClient, MuxClient } from "@tokenmesh/runtime";
 import type { RouteEvent, RouteHints, Router } from "../domain/ports.js";
 import type { Upgrade, Upgrades } from "../http/upgrade.routes.js";
 
@@ -11,12 +18,36 @@ function cacheKindName(kind: CacheKind): string {
   return "";
 }
 
-/** The router over gRPC. */
+/**
+ * The router over gRPC. Chat requests share `streams` long-lived RouteStream streams (one HTTP/2 stream per request
+ * cost more CPU than the routing, bench/gateway/README.md); a router that does not know RouteStream (an older
+ * release) is called with Route, a call per request, and so is every request with `streams: 0`.
+ */
 export class GrpcRouter implements Router, Upgrades {
   private readonly client: RouterServiceClient;
+  private readonly mux: MuxClient<RouteRequest, RouteResponse> | undefined;
 
-  constructor(address: string) {
+  constructor(address: string, options: { streams?: number } = {}) {
     this.client = createGrpcClient(RouterServiceClient, address);
+    const streams = options.streams ?? 4;
+    if (streams > 0) {
+      // The same connection, without the tracing interceptor: each call on the streams has its own span and
+      // metrics as a Route call (a span for the stream would last as long as the stream).
+      const plain = new RouterServiceClient(address, credentials.createInsecure(), {
+        channelOverride: this.client.getChannel(),
+      });
+      this.mux = new MuxClient({
+        path: RouterServiceService.route.path,
+        method: RouterServiceService.routeStream,
+        client: plain,
+        fallback: (req, params) => this.callRoute(req, params),
+        streams,
+      });
+    }
+  }
+
+  private callRoute(req: RouteRequest, params: CallParams): AsyncIterable<RouteResponse> {
+    return callStream(this.client.route.bind(this.client), req, params);
   }
 
   async *route(
@@ -25,7 +56,7 @@ export class GrpcRouter implements Router, Upgrades {
     signal: AbortSignal,
     hints?: RouteHints,
   ): AsyncIterable<RouteEvent> {
-    const req = {
+    const req: RouteRequest = {
       context: ctx,
       request,
       hints: { prefer: hints?.prefer ?? "", speculativeModel: hints?.speculativeModel ?? "" },
@@ -35,7 +66,8 @@ export class GrpcRouter implements Router, Upgrades {
       // Chunks the router has at once come in one message (an earlier router sends one each: the same here).
       batchChunks: true,
     };
-    for await (const ev of callStream(this.client.route.bind(this.client), req, { signal })) {
+    const events = this.mux === undefined ? this.callRoute(req, { signal }) : this.mux.call(req, { signal });
+    for await (const ev of events) {
       const route = ev.route ?? ev.chunkRoute;
       if (route === undefined) yield { chunk: ev.chunk };
       else yield { route: { ...route, cacheKind: cacheKindName(route.cacheKind) }, chunk: ev.chunk };
@@ -71,6 +103,7 @@ export class GrpcRouter implements Router, Upgrades {
   }
 
   close(): void {
+    this.mux?.close();
     this.client.close();
   }
 }

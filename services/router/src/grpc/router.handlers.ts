@@ -7,9 +7,11 @@ import {
   RouteInfo,
   type RouteRequest,
   type RouteResponse,
-  type RouterServiceService,
+  RouterServiceService,
+  type RouteStreamRequest,
+  type RouteStreamResponse,
 } from "@tokenmesh/proto/router/v1/router";
-import { AppError, type CallContext, type Handlers } from "@tokenmesh/runtime";
+import { AppError, type CallContext, type Handlers, Multiplexed } from "@tokenmesh/runtime";
 import { currentTraceIds, type Logger, trace } from "@tokenmesh/telemetry";
 import { estimateMessageTokens } from "@tokenmesh/tokens";
 import type { RoutingSnapshot } from "../adapters/catalog.source.js";
@@ -336,12 +338,16 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
     if (kept !== undefined && kept !== "stored") logger.debug({ outcome: kept }, "answer not semantically cached");
   }
 
+  const route = (req: RouteRequest, ctx: CallContext): AsyncIterable<RouteResponse> => {
+    const events = routeEvents(req, ctx);
+    const routed = req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
+    return req.batchChunks ? batchChunks(routed) : routed;
+  };
+
   return {
-    route(req, ctx) {
-      const events = routeEvents(req, ctx);
-      const routed = req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
-      return req.batchChunks ? batchChunks(routed) : routed;
-    },
+    route,
+    // The gateway's form of Route: its calls share long-lived streams, each served exactly as a Route call.
+    routeStream: new Multiplexed<RouteStreamRequest, RouteStreamResponse>(RouterServiceService.route.path, route),
 
     async embed(req, ctx) {
       const request = required(req.request, "request");
