@@ -6,16 +6,32 @@
 // - mux:  `--streams` bidi streams opened once; a request is a frame `[id][kind][payload]`, the answer two frames
 //         and an end frame with the same id, matched to the waiting request by id.
 //
-// The mux side here is the transport alone: no deadlines, cancellation, per-request flow control or replica
-// balancing, which a real one needs (bench/gateway/README.md, stop 18). Prints ONE line:
+// Those two are the transport alone. Then the same through Tokenmesh's stack, as the gateway calls the router:
 //
-//   grpc.mux call_cpu_us=… call_rps=… call_minor_gc_ms_per_1k=… mux_cpu_us=… mux_rps=… mux_minor_gc_ms_per_1k=… …
+// - tm_call: GrpcServer serving RouterService.Route (span, metrics, signal per call), callStream through
+//            createGrpcClient's tracing interceptor (what the gateway did until stop 19, GATEWAY_ROUTER_STREAMS=0);
+// - tm_mux:  GrpcServer serving RouterService.RouteStream (a Multiplexed Route), MuxClient: each call with its
+//            header (timeout, trace context, window), span and metrics on both sides, cancellation and credit
+//            (the gateway's default since stop 19). Real RouteRequest/RouteResponse messages.
 //
-// Run: node bench/grpc/mux.bench.mjs [--requests 20000] [--concurrency 64] [--streams 4]
+// Prints ONE line:
+//
+//   grpc.mux call_cpu_us=… mux_cpu_us=… … tm_call_cpu_us=… tm_mux_cpu_us=… … tm_cpu_ratio=…
+//
+// Run: npm run build && node [--import @tokenmesh/telemetry/register] bench/grpc/mux.bench.mjs [--requests 20000]
+//      [--concurrency 64] [--streams 4]
 
 import { PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import {
+  RouteRequest,
+  RouteResponse,
+  RouterServiceClient,
+  RouterServiceService,
+} from "@tokenmesh/proto/router/v1/router";
+import { AppError, callStream, createGrpcClient, GrpcServer, Multiplexed, MuxClient } from "@tokenmesh/runtime";
+import { createLogger } from "@tokenmesh/telemetry";
 
 const { values: args } = parseArgs({
   options: {
@@ -111,6 +127,58 @@ const viaMux = () =>
     muxes[turn++ % streams].write(frame(rid, DATA, request));
   });
 
+// Tokenmesh's stack: RouterService with a Route that answers like a routed non-streamed request (the route with the
+// first chunk, then the last chunk with usage).
+const routeRequest = RouteRequest.fromPartial({
+  context: { requestId: "bench", keyId: "key", team: "team" },
+  request: { model: "gpt-fake", messages: [{ role: "user", content: "x".repeat(200) }] },
+  routeWithFirstChunk: true,
+  batchChunks: true,
+});
+const answerMessages = [
+  RouteResponse.fromPartial({
+    chunk: { id: "c1", model: "gpt-fake", delta: { role: "assistant", content: "y".repeat(120) } },
+    chunkRoute: { model: "gpt-fake", provider: "openai", attempts: 1, reason: "alias" },
+  }),
+  RouteResponse.fromPartial({
+    chunk: { id: "c1", model: "gpt-fake", finishReason: "stop", usage: { promptTokens: 60, completionTokens: 30 } },
+  }),
+];
+async function* route() {
+  await new Promise((r) => setImmediate(r));
+  yield* answerMessages;
+}
+const unused = async () => {
+  throw new AppError("INTERNAL", "not used");
+};
+const tm = new GrpcServer({ logger: createLogger({ service: "bench", level: "silent" }) });
+tm.add(RouterServiceService, {
+  route,
+  routeStream: new Multiplexed(RouterServiceService.route.path, route),
+  embed: unused,
+  listModels: unused,
+  getUpgrade: unused,
+});
+const tmAddress = `127.0.0.1:${await tm.listen("127.0.0.1", 0)}`;
+const tmClient = createGrpcClient(RouterServiceClient, tmAddress);
+const tmPlain = new RouterServiceClient(tmAddress, grpc.credentials.createInsecure(), {
+  channelOverride: tmClient.getChannel(),
+});
+const tmMux = new MuxClient({
+  path: RouterServiceService.route.path,
+  method: RouterServiceService.routeStream,
+  client: tmPlain,
+  streams,
+});
+const drainAll = async (it) => {
+  let n = 0;
+  for await (const _ of it) n++;
+  return n;
+};
+const viaTmCall = () =>
+  drainAll(callStream(tmClient.route.bind(tmClient), routeRequest, { signal: new AbortController().signal }));
+const viaTmMux = () => drainAll(tmMux.call(routeRequest, { signal: new AbortController().signal }));
+
 let minorGcMs = 0;
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) if (e.detail?.kind === 1) minorGcMs += e.duration; // NODE_PERFORMANCE_GC_MINOR
@@ -140,10 +208,12 @@ async function measure(one) {
 }
 
 // Alternating, twice each, so a phase of the machine does not favour one.
-const runs = { call: [], mux: [] };
+const runs = { call: [], mux: [], tm_call: [], tm_mux: [] };
 for (let r = 0; r < 2; r++) {
   runs.call.push(await measure(viaCall));
   runs.mux.push(await measure(viaMux));
+  runs.tm_call.push(await measure(viaTmCall));
+  runs.tm_mux.push(await measure(viaTmMux));
 }
 const mean = (xs, k) => xs.reduce((s, x) => s + x[k], 0) / xs.length;
 const fmt = (name) =>
@@ -151,8 +221,12 @@ const fmt = (name) =>
   `${name}_minor_gc_ms_per_1k=${mean(runs[name], "gc").toFixed(1)}`;
 console.log(
   `grpc.mux ${fmt("call")} ${fmt("mux")} cpu_ratio=${(mean(runs.mux, "cpu") / mean(runs.call, "cpu")).toFixed(2)} ` +
+    `${fmt("tm_call")} ${fmt("tm_mux")} tm_cpu_ratio=${(mean(runs.tm_mux, "cpu") / mean(runs.tm_call, "cpu")).toFixed(2)} ` +
     `requests=${total} concurrency=${concurrency} streams=${streams}`,
 );
 for (const s of muxes) s.end();
 client.close();
 server.forceShutdown();
+tmMux.close();
+tmClient.close();
+await tm.shutdown(1_000);

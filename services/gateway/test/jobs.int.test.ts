@@ -40,7 +40,7 @@ import { createApp } from "../src/app.js";
 import { GatewayConfigSchema } from "../src/config.js";
 import { verifyCallbackSignature } from "../src/domain/job-callback.js";
 import { jobRequestId } from "../src/domain/job-state.js";
-import { scriptedChunk } from "./scripted-router.js";
+import { routeStreamOf, scriptedChunk } from "./scripted-router.js";
 
 const ADMIN_KEY = "test-admin-key-jobs-0123456789";
 // biome-ignore lint/suspicious/noExplicitAny: JSON bodies of the API under test, read field by field.
@@ -60,37 +60,40 @@ const held = new Promise<void>((r) => {
   releaseHeld = r;
 });
 
+async function* route(req: RouteRequest, call: CallContext): AsyncGenerator<RouteResponse> {
+  const entry = { req, aborted: false };
+  routed.push(entry);
+  call.signal.addEventListener("abort", () => {
+    entry.aborted = true;
+  });
+  const last = req.request?.messages.at(-1)?.content ?? "";
+  if (last.includes("HOLD")) {
+    await Promise.race([held, new Promise((r) => call.signal.addEventListener("abort", r, { once: true }))]);
+    if (call.signal.aborted) throw new AppError("CANCELLED", "gone");
+  }
+  const chunk = scriptedChunk;
+  // fromPartial: fields other work adds to the router's messages get their defaults.
+  yield RouteResponse.fromPartial({
+    route: { model: "test-model", provider: "openai", cacheHit: false, attempts: 1 },
+  });
+  yield RouteResponse.fromPartial({ chunk: chunk(`echo: ${last}`) });
+  yield RouteResponse.fromPartial({ chunk: chunk("", FinishReason.FINISH_REASON_STOP) });
+  yield RouteResponse.fromPartial({
+    chunk: {
+      id: "chatcmpl-scripted",
+      created: 1_700_000_000,
+      model: "test-model",
+      choices: [],
+      usage: { inputTokens: 3, outputTokens: 2, cachedTokens: 0 },
+    },
+  });
+}
+
 function startRouter(): GrpcServer {
   const server = new GrpcServer({ logger });
   server.add(RouterServiceService, {
-    async *route(req: RouteRequest, call: CallContext) {
-      const entry = { req, aborted: false };
-      routed.push(entry);
-      call.signal.addEventListener("abort", () => {
-        entry.aborted = true;
-      });
-      const last = req.request?.messages.at(-1)?.content ?? "";
-      if (last.includes("HOLD")) {
-        await Promise.race([held, new Promise((r) => call.signal.addEventListener("abort", r, { once: true }))]);
-        if (call.signal.aborted) throw new AppError("CANCELLED", "gone");
-      }
-      const chunk = scriptedChunk;
-      // fromPartial: fields other work adds to the router's messages get their defaults.
-      yield RouteResponse.fromPartial({
-        route: { model: "test-model", provider: "openai", cacheHit: false, attempts: 1 },
-      });
-      yield RouteResponse.fromPartial({ chunk: chunk(`echo: ${last}`) });
-      yield RouteResponse.fromPartial({ chunk: chunk("", FinishReason.FINISH_REASON_STOP) });
-      yield RouteResponse.fromPartial({
-        chunk: {
-          id: "chatcmpl-scripted",
-          created: 1_700_000_000,
-          model: "test-model",
-          choices: [],
-          usage: { inputTokens: 3, outputTokens: 2, cachedTokens: 0 },
-        },
-      });
-    },
+    route,
+    routeStream: routeStreamOf(route),
     async embed(req: RouterEmbedRequest) {
       return {
         response: {

@@ -1,11 +1,25 @@
 import { type ChatChunk, FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
-import { type RouteRequest, type RouteResponse, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
-import { AppError, type CallContext, GrpcServer } from "@tokenmesh/runtime";
+import {
+  type RouteRequest,
+  type RouteResponse,
+  RouterServiceService,
+  type RouteStreamRequest,
+  type RouteStreamResponse,
+} from "@tokenmesh/proto/router/v1/router";
+import { AppError, type CallContext, GrpcServer, Multiplexed } from "@tokenmesh/runtime";
 import type { Logger } from "@tokenmesh/telemetry";
 
+/** `route` served as RouteStream too (the gateway's calls share streams), as the router serves it. */
+export function routeStreamOf(
+  route: (req: RouteRequest, ctx: CallContext) => AsyncIterable<RouteResponse>,
+): Multiplexed<RouteStreamRequest, RouteStreamResponse> {
+  return new Multiplexed<RouteStreamRequest, RouteStreamResponse>(RouterServiceService.route.path, route);
+}
+
 /**
- * A stand-in RouterService for gateway tests: `route` as given (refused as not scripted by default); Embed and
- * GetUpgrade refused; ListModels empty (so the gateway's readiness check passes). Call `listen` on it.
+ * A stand-in RouterService for gateway tests: `route` as given (refused as not scripted by default), on a call of
+ * its own and on the shared streams; Embed and GetUpgrade refused; ListModels empty (so the gateway's readiness
+ * check passes). Call `listen` on it.
  */
 export function scriptedRouter(
   logger: Logger,
@@ -13,13 +27,15 @@ export function scriptedRouter(
 ): GrpcServer {
   const notScripted = () => new AppError("FAILED_PRECONDITION", "not scripted");
   const server = new GrpcServer({ logger });
+  const routeCall =
+    route ??
+    // biome-ignore lint/correctness/useYield: a test that routes nothing
+    async function* () {
+      throw notScripted();
+    };
   server.add(RouterServiceService, {
-    route:
-      route ??
-      // biome-ignore lint/correctness/useYield: a test that routes nothing
-      async function* () {
-        throw notScripted();
-      },
+    route: routeCall,
+    routeStream: routeStreamOf(routeCall),
     async embed() {
       throw notScripted();
     },
