@@ -24,6 +24,7 @@
 import { PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import { FinishReason, Role } from "@tokenmesh/proto/common/v1/chat";
 import {
   RouteRequest,
   RouteResponse,
@@ -131,17 +132,22 @@ const viaMux = () =>
 // first chunk, then the last chunk with usage).
 const routeRequest = RouteRequest.fromPartial({
   context: { requestId: "bench", keyId: "key", team: "team" },
-  request: { model: "gpt-fake", messages: [{ role: "user", content: "x".repeat(200) }] },
+  request: { model: "gpt-fake", messages: [{ role: Role.ROLE_USER, content: "x".repeat(200) }] },
   routeWithFirstChunk: true,
   batchChunks: true,
 });
 const answerMessages = [
   RouteResponse.fromPartial({
-    chunk: { id: "c1", model: "gpt-fake", delta: { role: "assistant", content: "y".repeat(120) } },
+    chunk: { id: "c1", model: "gpt-fake", choices: [{ role: Role.ROLE_ASSISTANT, content: "y".repeat(120) }] },
     chunkRoute: { model: "gpt-fake", provider: "openai", attempts: 1, reason: "alias" },
   }),
   RouteResponse.fromPartial({
-    chunk: { id: "c1", model: "gpt-fake", finishReason: "stop", usage: { promptTokens: 60, completionTokens: 30 } },
+    chunk: {
+      id: "c1",
+      model: "gpt-fake",
+      choices: [{ finishReason: FinishReason.FINISH_REASON_STOP }],
+      usage: { inputTokens: 60, outputTokens: 30 },
+    },
   }),
 ];
 async function* route() {
