@@ -283,6 +283,8 @@ class PendingCall<Res> {
   received = 0;
 
   push(message: Res): void {
+    // Given up here already (signal, deadline): what the server sent before it heard is dropped.
+    if (this.end !== undefined) return;
     this.queue.push(message);
     this.received++;
     this.notify();
