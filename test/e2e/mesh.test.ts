@@ -548,6 +548,11 @@ describe("one trace", () => {
     expect(modelSpan?.attributes["gen_ai.usage.output_tokens"]).toBeGreaterThan(0);
     const e = await usageOf(res.headers.get("x-request-id")!);
     expect(e.traceId).toBe(traceId);
+    // That call travelled on a stream it shares with the gateway's other calls (RouteStream), not one of its own.
+    const metrics = await (await fetch(`${mesh.gateways[0]!.http}/metrics`)).text();
+    const streams = metrics.match(/^tokenmesh_rpc_client_shared_streams\{[^}]*method="Route"[^}]*\} (\d+)/m);
+    expect(Number(streams?.[1])).toBeGreaterThan(0);
+    expect(metrics).not.toMatch(/^tokenmesh_rpc_client_unshared_calls_total\{[^}]*\} [1-9]/m);
   });
 
   it("crosses two for a local model (gateway → router → inference)", async () => {

@@ -8,7 +8,7 @@ import {
 } from "@grpc/grpc-js";
 import type { ErrorDetail } from "@tokenmesh/proto/common/v1/context";
 import type { CallEnd, CallHeader } from "@tokenmesh/proto/common/v1/stream";
-import { type ClientCall, type Logger, startClientCall } from "@tokenmesh/telemetry";
+import { type ClientCall, type Logger, rpcMetrics, splitMethod, startClientCall } from "@tokenmesh/telemetry";
 import { AppError, toAppError } from "./errors.js";
 import type { CallParams } from "./grpc-client.js";
 import { appErrorOf, errorDetailOf, fromGrpcError, grpcStatusOf } from "./grpc-errors.js";
@@ -71,16 +71,19 @@ export function callEndOf(err: unknown): CallEnd {
   return { code: grpcStatusOf(e.code), message: e.message, detail: errorDetailOf(e) };
 }
 
+/** What GrpcServer reads of a call it serves: a grpc-js call, or one call of a multiplexed stream. */
+export interface IncomingCall {
+  metadata: Metadata;
+  getDeadline(): Date | number;
+  getPeer(): string;
+  on(event: "cancelled", listener: () => void): unknown;
+  sendMetadata(md: Metadata): void;
+}
+
 /** What a server does with one call on a multiplexed stream; GrpcServer supplies it (its span, metrics, deadline). */
 export type MuxCallRunner<Req, Res> = (
   request: Req,
-  call: {
-    metadata: Metadata;
-    getDeadline(): Date | number;
-    getPeer(): string;
-    on(event: "cancelled", listener: () => void): unknown;
-    sendMetadata(md: Metadata): void;
-  },
+  call: IncomingCall,
   send: (message: Res) => Promise<void> | undefined,
 ) => Promise<unknown>;
 
@@ -399,10 +402,12 @@ export class MuxClient<Req, Res> {
   private readonly window: number;
   private fallbackUntil = 0;
   private closed = false;
+  private readonly labels: { service: string; method: string };
 
   constructor(private readonly options: MuxClientOptions<Req, Res>) {
     this.maxStreams = Math.max(1, options.streams ?? 4);
     this.window = Math.max(0, options.window ?? 64);
+    this.labels = splitMethod(options.path);
   }
 
   /** Streams open now (for tests and metrics). */
@@ -413,6 +418,7 @@ export class MuxClient<Req, Res> {
   async *call(request: Req, params: CallParams = {}): AsyncGenerator<Res> {
     const fallback = this.options.fallback;
     if (fallback !== undefined && Date.now() < this.fallbackUntil) {
+      rpcMetrics.clientUnsharedCalls.inc(this.labels);
       yield* fallback(request, params);
       return;
     }
@@ -430,6 +436,7 @@ export class MuxClient<Req, Res> {
           code = status.UNIMPLEMENTED;
           if (fallback === undefined) throw outcome.error;
           span.finish(code);
+          rpcMetrics.clientUnsharedCalls.inc(this.labels);
           yield* fallback(request, params);
           return;
         }
@@ -543,12 +550,15 @@ export class MuxClient<Req, Res> {
       (s) => this.forget(s),
     );
     this.streams.push(opened);
+    rpcMetrics.clientSharedStreams.inc(this.labels);
     return opened;
   }
 
   private forget(s: ClientStream<Req, Res>): void {
     const i = this.streams.indexOf(s);
-    if (i >= 0) this.streams.splice(i, 1);
+    if (i < 0) return;
+    this.streams.splice(i, 1);
+    rpcMetrics.clientSharedStreams.dec(this.labels);
   }
 
   /** Half-closes every stream (the server ends each once its calls are done) and takes no more calls. */
@@ -561,6 +571,7 @@ export class MuxClient<Req, Res> {
         s.stream.end();
       }
     }
+    rpcMetrics.clientSharedStreams.dec(this.labels, this.streams.length);
     this.streams.length = 0;
   }
 }

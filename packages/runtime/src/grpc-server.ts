@@ -33,7 +33,13 @@ import { HealthImplementation } from "grpc-health-check";
 import { AppError, toAppError } from "./errors.js";
 import { toGrpcStatus } from "./grpc-errors.js";
 import { bounded, decoded, decodeSafely } from "./grpc-front-door.js";
-import { Multiplexed, type MuxRequestFrame, type MuxResponseFrame, MuxServerStream } from "./grpc-mux.js";
+import {
+  type IncomingCall,
+  Multiplexed,
+  type MuxRequestFrame,
+  type MuxResponseFrame,
+  MuxServerStream,
+} from "./grpc-mux.js";
 
 /** What a handler knows about its call besides the request. */
 export interface CallContext {
@@ -188,16 +194,7 @@ export class GrpcServer {
    * Starts serving one call (of its own, or one of a multiplexed stream's): its SERVER span continuing the caller's
    * trace, its AbortSignal (client cancel, deadline, forced shutdown) and `end`, which records its status.
    */
-  private begin(
-    path: string,
-    call: {
-      metadata: Metadata;
-      getDeadline(): Date | number;
-      getPeer(): string;
-      on(e: "cancelled", f: () => void): unknown;
-      sendMetadata(md: Metadata): void;
-    },
-  ) {
+  private begin(path: string, call: IncomingCall) {
     const { service, method } = splitMethod(path);
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     const span = tracer().startSpan(
@@ -295,7 +292,7 @@ export class GrpcServer {
   }
 
   private adapt(def: MethodDefinition<unknown, unknown>, handler: (...args: unknown[]) => unknown) {
-    const begin = (call: Parameters<GrpcServer["begin"]>[1]) => this.begin(def.path, call);
+    const begin = (call: IncomingCall) => this.begin(def.path, call);
 
     if (!def.responseStream) {
       return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {

@@ -122,10 +122,13 @@ async function collect(it: AsyncIterable<RouteResponse>): Promise<string[]> {
   return out;
 }
 
-async function counter(name: "clientHandled" | "serverHandled", code: string): Promise<number> {
+async function counter(
+  name: "clientHandled" | "serverHandled" | "clientUnsharedCalls" | "clientSharedStreams",
+  code?: string,
+): Promise<number> {
   const metric = await rpcMetrics[name].get();
   return metric.values
-    .filter((v) => v.labels.method === "Route" && v.labels.code === code)
+    .filter((v) => v.labels.method === "Route" && (code === undefined || v.labels.code === code))
     .reduce((s, v) => s + v.value, 0);
 }
 
@@ -158,6 +161,7 @@ describe("multiplexed calls", () => {
     });
     expect(client.mux.openStreams).toBeGreaterThan(0);
     expect(client.mux.openStreams).toBeLessThanOrEqual(4);
+    expect(await counter("clientSharedStreams")).toBe(client.mux.openStreams);
     // Each call is measured as a Route call of its own, on both sides.
     expect((await counter("clientHandled", "OK")) - clientOk).toBe(200);
     expect((await counter("serverHandled", "OK")) - serverOk).toBe(200);
@@ -293,6 +297,7 @@ describe("a server that does not know the multiplexed method (an older release)"
       expect(await collect(c.mux.call(request("echo:2:old")))).toEqual(["echo:2:old#0", "echo:2:old#1"]);
       expect(await collect(c.mux.call(request("echo:1:old2")))).toEqual(["echo:1:old2#0"]);
       expect(c.fallbacks()).toBe(2);
+      expect(await counter("clientUnsharedCalls")).toBeGreaterThanOrEqual(2);
       const err = await collect(c.mux.call(request("fail"))).catch((e) => e);
       expect(err).toMatchObject({ code: "RESOURCE_EXHAUSTED", reason: "rate_limited" });
     } finally {

@@ -85,6 +85,17 @@ export const rpcMetrics = {
     "method",
     "code",
   ]),
+  clientSharedStreams: gauge(
+    "tokenmesh_rpc_client_shared_streams",
+    "Long-lived streams open that calls of this method share (multiplexed calls, e.g. the gateway's to the router)",
+    ["service", "method"],
+  ),
+  clientUnsharedCalls: counter(
+    "tokenmesh_rpc_client_unshared_calls_total",
+    "Calls that would have shared a stream but went as calls of their own: the server does not serve the " +
+      "multiplexed method (an older release)",
+    ["service", "method"],
+  ),
 };
 
 /** GenAI semantic-convention histograms, shared by the services that observe model calls. */
