@@ -6,7 +6,8 @@
 //   gc-promotion rate=500 http1_survived_kb=… http1_promoted_kb=… http1_pause_ms=… http2_… grpc_…
 //
 // (medians over the scavenges after a 3 s warm-up). Run: npm run build && node bench/grpc/promotion.bench.mjs
-// [--rate 500] [--seconds 12] [--semi-space MB]. See bench/gateway/README.md (stop 18) for what it showed.
+// [--rate 500] [--seconds 12] [--semi-space MB] [--kinds http1,http2,grpc,undici,undici_signal]. See
+// bench/gateway/README.md (stops 18 and 19) for what it showed.
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -20,11 +21,14 @@ const { values: args } = parseArgs({
     "semi-space": { type: "string" },
     role: { type: "string" },
     kind: { type: "string" },
+    kinds: { type: "string", default: "http1,http2,grpc" },
     port: { type: "string" },
   },
 });
 const require = createRequire(import.meta.url);
-const kinds = ["http1", "http2", "grpc"];
+// undici: an undici Agent's request() over HTTP/1.1, as the router calls providers (undici_signal: with an
+// AbortSignal, as it does).
+const kinds = args.kinds.split(",");
 const path = "/bench.v1.Echo/Echo";
 const id = (x) => x;
 const def = {
@@ -42,7 +46,7 @@ const answer = Buffer.from("hello world ".repeat(10));
 const body = Buffer.alloc(300, 120);
 
 async function serve(kind) {
-  if (kind === "http1") {
+  if (kind === "http1" || kind.startsWith("undici")) {
     const http = await import("node:http");
     const server = http.createServer((req, res) => {
       req.resume();
@@ -90,6 +94,21 @@ async function client(kind, port, rate, seconds) {
         req.on("error", res);
         req.end(body);
       });
+  } else if (kind.startsWith("undici")) {
+    const { Agent } = require("undici");
+    const agent = new Agent({ connections: 32 });
+    const withSignal = kind === "undici_signal";
+    one = async () => {
+      const ac = withSignal ? new AbortController() : undefined;
+      const r = await agent.request({
+        origin: `http://127.0.0.1:${port}`,
+        path,
+        method: "POST",
+        body,
+        signal: ac?.signal,
+      });
+      await r.body.dump();
+    };
   } else if (kind === "http2") {
     const http2 = await import("node:http2");
     const session = http2.connect(`http://127.0.0.1:${port}`);
