@@ -128,7 +128,10 @@ async function counter(
 ): Promise<number> {
   const metric = await rpcMetrics[name].get();
   return metric.values
-    .filter((v) => v.labels.method === "Route" && (code === undefined || v.labels.code === code))
+    .filter((v) => {
+      const labels: Record<string, string | number | undefined> = v.labels;
+      return labels.method === "Route" && (code === undefined || labels.code === code);
+    })
     .reduce((s, v) => s + v.value, 0);
 }
 
