@@ -124,11 +124,6 @@ export class MuxServerStream<Req, Res> {
     call.on("error", gone);
   }
 
-  /** Calls in progress on this stream. */
-  get size(): number {
-    return this.calls.size;
-  }
-
   /** Refuses new calls, tells the caller to open another stream, and ends this one when its calls have ended. */
   drain(): void {
     if (this.draining || this.closed) return;
@@ -316,7 +311,7 @@ class ClientStream<Req, Res> {
     readonly stream: ClientDuplexStream<Buffer, MuxResponseFrame<Res>>,
     /** Frames are encoded here, one by one, so a request that cannot be encoded fails its own call, not the stream. */
     private readonly encode: (frame: MuxRequestFrame<Req>) => Buffer,
-    private readonly onGone: (s: ClientStream<Req, Res>, err: unknown) => void,
+    private readonly onGone: (s: ClientStream<Req, Res>) => void,
   ) {
     stream.on("data", (frame: MuxResponseFrame<Res>) => this.onFrame(frame));
     stream.on("error", (err: unknown) => this.fail(err));
@@ -371,7 +366,7 @@ class ClientStream<Req, Res> {
     if (this.draining && this.calls.size === 0 && !this.gone) {
       this.gone = true;
       this.stream.end();
-      this.onGone(this, undefined);
+      this.onGone(this);
     }
   }
 
@@ -387,7 +382,7 @@ class ClientStream<Req, Res> {
       } else call.settle(fromGrpcError(err));
     }
     this.calls.clear();
-    if (!wasGone || unimplemented) this.onGone(this, err);
+    if (!wasGone) this.onGone(this);
   }
 }
 
