@@ -182,28 +182,29 @@ export class LocalEngine implements Engine {
   }
 
   generate(call: GenerateCall): AsyncIterable<ChatChunk> {
-    const engine = this;
-    return {
-      async *[Symbol.asyncIterator]() {
-        // The producer runs independently of the consumer and is stopped through `stop` when the consumer leaves.
-        const stop = new AbortController();
-        // The caller's reason travels on, so a deadline stays DEADLINE_EXCEEDED rather than becoming CANCELLED.
-        const onAbort = () => stop.abort(call.signal.reason);
-        if (call.signal.aborted) stop.abort(call.signal.reason);
-        else call.signal.addEventListener("abort", onAbort, { once: true });
-        const channel = new ChunkChannel<ChatChunk>();
-        engine.produce(call, stop.signal, channel).then(
-          () => channel.end(),
-          (err: unknown) => channel.fail(engine.toError(err, call)),
-        );
-        try {
-          for await (const batch of channel.batches(asLocal(call.model).stream_interval_ms)) yield* mergeContent(batch);
-        } finally {
-          call.signal.removeEventListener("abort", onAbort);
-          stop.abort();
-        }
-      },
-    };
+    // Starts when iterated. The generator is a method, not a generator function made for each call: V8 gives every
+    // such function its own map, in the old generation, which kept each call's objects alive through young GCs.
+    return { [Symbol.asyncIterator]: () => this.stream(call) };
+  }
+
+  private async *stream(call: GenerateCall): AsyncGenerator<ChatChunk> {
+    // The producer runs independently of the consumer and is stopped through `stop` when the consumer leaves.
+    const stop = new AbortController();
+    // The caller's reason travels on, so a deadline stays DEADLINE_EXCEEDED rather than becoming CANCELLED.
+    const onAbort = () => stop.abort(call.signal.reason);
+    if (call.signal.aborted) stop.abort(call.signal.reason);
+    else call.signal.addEventListener("abort", onAbort, { once: true });
+    const channel = new ChunkChannel<ChatChunk>();
+    this.produce(call, stop.signal, channel).then(
+      () => channel.end(),
+      (err: unknown) => channel.fail(this.toError(err, call)),
+    );
+    try {
+      for await (const batch of channel.batches(asLocal(call.model).stream_interval_ms)) yield* mergeContent(batch);
+    } finally {
+      call.signal.removeEventListener("abort", onAbort);
+      stop.abort();
+    }
   }
 
   async embed(call: EmbedCall): Promise<EmbedResponse> {
