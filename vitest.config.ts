@@ -12,7 +12,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{packages,services}/*/src/**/*.test.ts"],
+          include: ["{packages,services}/*/src/**/*.test.ts", "scripts/*.test.ts"],
         },
       },
       {

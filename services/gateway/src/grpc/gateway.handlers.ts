@@ -75,6 +75,7 @@ export function gatewayHandlers(deps: {
       return response;
     },
 
+    // made-once: gatewayHandlers runs once, at startup (scripts/check-closures.mjs).
     async *chatStream(request, ctx) {
       const began = performance.now();
       let status = "OK";

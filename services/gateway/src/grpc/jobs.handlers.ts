@@ -42,6 +42,7 @@ export function jobHandlers(deps: { jobs: JobService }): Pick<Handlers<typeof Ga
       return jobMessage(await jobs.cancel(authorization(ctx), request.id));
     },
 
+    // made-once: jobHandlers runs once, at startup (scripts/check-closures.mjs).
     async *watchJob(request, ctx) {
       for await (const record of jobs.watch(authorization(ctx), request.id, ctx.signal)) {
         yield jobMessage(record);

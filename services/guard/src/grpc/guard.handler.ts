@@ -188,6 +188,7 @@ export function guardHandlers(deps: GuardHandlerDeps): Handlers<typeof GuardServ
       return { texts };
     },
 
+    // made-once: guardHandlers runs once, at startup (scripts/check-closures.mjs).
     async *filterOutput(requests: AsyncIterable<FilterOutputRequest>): AsyncGenerator<FilterOutputResponse> {
       let filter: OutputFilter | undefined;
       let context: RequestContext | undefined;

@@ -23,6 +23,7 @@ function validateChat(request: ChatRequest | undefined): ChatRequest {
  */
 export function inferenceHandlers(registry: ModelRegistry): Handlers<typeof InferenceServiceService> {
   return {
+    // made-once: inferenceHandlers runs once, at startup (scripts/check-closures.mjs).
     async *generate(req, ctx) {
       const { entry, engine } = registry.get(req.model);
       if (entry.kind !== "chat") {

@@ -175,6 +175,7 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
     return { id, fast: { ...fast, reason: `speculative:fast=${fast.resolved.id} slow=${main.resolved.id}` } };
   }
 
+  // made-once: routerHandlers runs once, at startup (scripts/check-closures.mjs).
   /** Route's answer: the route taken (once the first chunk is there), then the chunks. */
   async function* routeEvents(req: RouteRequest, ctx: CallContext): AsyncGenerator<RouteResponse> {
     const request = required(req.request, "request");
