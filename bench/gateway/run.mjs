@@ -4,7 +4,18 @@
 //
 //   node bench/gateway/run.mjs [--skip-portkey] [bench.js args, e.g. --rates 500,1000,max --repeats 3]
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { get as httpGet } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -36,6 +47,10 @@ const wakeRates =
         .map(Number)
         .filter((r) => r > 0)
     : [];
+// --gc-trace DIR (with --wakeups): each service runs with --trace-gc-nvp, its stdout in DIR/<service>.log, and each
+// rate prints a third line with what the young- and old-generation GCs of the busy services did in the window.
+const gcTraceAt = args.indexOf("--gc-trace");
+const gcTraceDir = gcTraceAt >= 0 ? resolve(args[gcTraceAt + 1]) : undefined;
 // --wake-mode stream: the --wakeups load asks for streamed answers (default nonstream).
 const wakeModeAt = args.indexOf("--wake-mode");
 const wakeStream = wakeModeAt >= 0 && args[wakeModeAt + 1] === "stream";
@@ -54,7 +69,8 @@ const benchArgs = args.filter(
     (probeAt < 0 || (i !== probeAt && i !== probeAt + 1)) &&
     (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
     (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)) &&
-    (wakeModeAt < 0 || (i !== wakeModeAt && i !== wakeModeAt + 1)),
+    (wakeModeAt < 0 || (i !== wakeModeAt && i !== wakeModeAt + 1)) &&
+    (gcTraceAt < 0 || (i !== gcTraceAt && i !== gcTraceAt + 1)),
 );
 // The comparison line compares both gateways at ONE fixed rate. Left to itself the harness picks, per gateway, the
 // highest fixed rate at most half that gateway's own max, so a faster Tokenmesh was read at 1000 rps against
@@ -227,7 +243,12 @@ for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
   const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", join(profileDir, s)] : [];
   // BENCH_SERVICE_NODE_FLAGS: extra node/V8 flags for every service (e.g. GC settings), as in bench/inference.
   prof.push(...(process.env.BENCH_SERVICE_NODE_FLAGS ?? "").split(" ").filter(Boolean));
+  if (gcTraceDir) {
+    mkdirSync(gcTraceDir, { recursive: true });
+    prof.push("--trace-gc-nvp");
+  }
   const c = start(s, process.execPath, [...prof, "--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
+    ...(gcTraceDir ? { stdio: ["ignore", openSync(join(gcTraceDir, `${s}.log`), "w"), "inherit"] } : {}),
     cwd: join(root, "services", s),
     env: { ...env, [`${upper}_GRPC_PORT`]: String(ports[s][0]), [`${upper}_OPS_PORT`]: String(ports[s][1]) },
   });
@@ -437,6 +458,7 @@ if (wakeAt >= 0) {
     wrk(3); // warm-up
     // GC counts so far; the read also resets the event-loop histogram (prom-client does at every read).
     const gcBefore = await Promise.all(loopStats());
+    const traced = gcTraceDir ? ["gateway", "router", "cost"].map((svc) => [svc, gcTraceSize(svc)]) : [];
     const a = sample();
     const out = wrk(seconds);
     const b = sample();
@@ -464,9 +486,38 @@ if (wakeAt >= 0) {
           })
           .join(" "),
     );
+    if (gcTraceDir) {
+      console.log(`gc rate=${rate} ${traced.map(([svc, from]) => gcTraceSummary(svc, from)).join(" ")}`);
+    }
   }
   process.exit(0);
 }
+/** The size of a service's GC trace so far (--gc-trace). */
+function gcTraceSize(svc) {
+  return statSync(join(gcTraceDir, `${svc}.log`)).size;
+}
+
+/**
+ * What a service's GCs did since its trace was `from` bytes long (V8 writes the trace through a buffer, so the last
+ * lines of the window may come in the next): scavenges, the median bytes each promoted to the old generation, their
+ * mean pause; full GCs (mark-compact) and their mean pause.
+ */
+function gcTraceSummary(svc, from) {
+  const lines = readFileSync(join(gcTraceDir, `${svc}.log`), "utf8")
+    .slice(from)
+    .split("\n");
+  const field = (l, k) => Number(l.match(new RegExp(` ${k}=([0-9.]+)`))?.[1] ?? 0);
+  const young = lines.filter((l) => / gc=s /.test(l));
+  const full = lines.filter((l) => / gc=(mc|ms) /.test(l));
+  const mean = (xs) => (xs.length ? xs.reduce((t, x) => t + x, 0) / xs.length : 0);
+  const promoted = young.map((l) => field(l, "promoted")).sort((x, y) => x - y);
+  return (
+    `${svc}_scavenges=${young.length} ${svc}_promoted_kb=${((promoted[promoted.length >> 1] ?? 0) / 1024).toFixed(0)} ` +
+    `${svc}_scavenge_ms=${mean(young.map((l) => field(l, "pause"))).toFixed(1)} ${svc}_full_gcs=${full.length} ` +
+    `${svc}_full_ms=${mean(full.map((l) => field(l, "pause"))).toFixed(1)}`
+  );
+}
+
 const before = await sharedCounts();
 const tm = run("tokenmesh", [
   "--baseline",
