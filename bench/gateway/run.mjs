@@ -263,11 +263,10 @@ const keyRes = await fetch(`${gateway}/admin/keys`, {
 });
 const { key } = await keyRes.json();
 
-const run = (label, argv, extraEnv = {}) => {
+const run = (label, argv, harnessArgs = benchArgs) => {
   const out = join(dir, `${label}.json`);
-  const r = spawnSync(process.execPath, [join(harness, "bench.js"), ...argv, "--out", out, ...benchArgs], {
+  const r = spawnSync(process.execPath, [join(harness, "bench.js"), ...argv, "--out", out, ...harnessArgs], {
     stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, ...extraEnv },
     maxBuffer: 64 * 1024 * 1024,
   });
   const text = r.stdout.toString();
@@ -518,44 +517,111 @@ function gcTraceSummary(svc, from) {
   );
 }
 
-const before = await sharedCounts();
-const tm = run("tokenmesh", [
-  "--baseline",
-  mockUrl,
-  "--target",
-  `${gateway}/v1`,
-  "--label",
-  "tokenmesh",
-  "-H",
-  `Authorization: Bearer ${key}`,
-  ...watch,
-]);
-{
+// With Portkey, the repeats alternate between the two gateways: Tokenmesh's repeat 1, Portkey's repeat 1, Tokenmesh's
+// repeat 2, ..., each a run of the harness with --repeats 1, and the harness's --report then aggregates each gateway's
+// runs as if they were one run's repeats. The whole takes half an hour, over which this VM's speed drifts (by 15-20 %
+// between the halves of runs that did one gateway after the other, bench/gateway/README.md "Stop 20"); alternating
+// puts both gateways under the same drift. (The mesh stays up, idle, while Portkey runs; Portkey is started for each
+// of its repeats. Within a repeat the harness alternates direct and gateway as before, in the order of its repeat 1.)
+const repeatsAt = benchArgs.indexOf("--repeats");
+const repeats = repeatsAt >= 0 ? Math.max(1, Number(benchArgs[repeatsAt + 1]) || 1) : 3;
+const interleave = !skipPortkey && repeats > 1;
+const oneRepeat = interleave
+  ? [...benchArgs.filter((_, i) => repeatsAt < 0 || (i !== repeatsAt && i !== repeatsAt + 1)), "--repeats", "1"]
+  : benchArgs;
+const shared = { requests: 0, natsIn: 0, natsOut: 0, commands: {} };
+const runTokenmesh = async (label) => {
+  const before = await sharedCounts();
+  const line = run(
+    label,
+    [
+      "--baseline",
+      mockUrl,
+      "--target",
+      `${gateway}/v1`,
+      "--label",
+      "tokenmesh",
+      "-H",
+      `Authorization: Bearer ${key}`,
+      ...watch,
+    ],
+    oneRepeat,
+  );
   const after = await sharedCounts();
-  const n = after.requests - before.requests;
-  const per = (a, b) => ((a - b) / Math.max(1, n)).toFixed(2);
-  const redis = Object.entries(after.commands)
-    .map(([c, v]) => [c, (v - (before.commands[c] ?? 0)) / Math.max(1, n)])
+  shared.requests += after.requests - before.requests;
+  shared.natsIn += after.natsIn - before.natsIn;
+  shared.natsOut += after.natsOut - before.natsOut;
+  for (const [c, v] of Object.entries(after.commands)) {
+    shared.commands[c] = (shared.commands[c] ?? 0) + v - (before.commands[c] ?? 0);
+  }
+  return line;
+};
+const runPortkey = (label) => {
+  const r = spawnSync("bash", [join(harness, "examples/portkey/run.sh"), ...oneRepeat], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, OUT: join(dir, `${label}.json`) },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  process.stdout.write(r.stdout.toString());
+  return r.stdout.toString().trim().split("\n").at(-1);
+};
+/** Joins the runs of single-repeat harness runs into one result file, repeat k being the k-th file's. */
+const mergeRepeats = (labels, into) => {
+  const parts = labels.map((l) => JSON.parse(readFileSync(join(dir, `${l}.json`), "utf8")));
+  const meta = { ...parts[0].meta, opts: { ...parts[0].meta.opts, repeats: parts.length } };
+  const renumber = (key) => parts.flatMap((p, k) => (p[key] ?? []).map((r) => ({ ...r, repeat: k + 1 })));
+  writeFileSync(join(dir, `${into}.json`), JSON.stringify({ meta, runs: renumber("runs"), ttfb: renumber("ttfb") }));
+};
+/** The harness's tables and summary line for a merged result file. */
+const report = (label) => {
+  const summaryAt = benchArgs.indexOf("--summary-rate");
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(harness, "bench.js"),
+      "--report",
+      join(dir, `${label}.json`),
+      ...(summaryAt >= 0 ? ["--summary-rate", benchArgs[summaryAt + 1]] : []),
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 * 1024 * 1024 },
+  );
+  const text = r.stdout.toString();
+  process.stdout.write(`\n# ${label}, ${repeats} repeats alternating with the other gateway's\n${text}`);
+  return text.trim().split("\n").at(-1);
+};
+
+let tm;
+let pk;
+if (interleave) {
+  for (let rep = 1; rep <= repeats; rep++) {
+    console.log(`\n## repeat ${rep} of ${repeats}: Tokenmesh, then Portkey`);
+    await runTokenmesh(`tokenmesh-${rep}`);
+    runPortkey(`portkey-${rep}`);
+  }
+  const labels = (g) => Array.from({ length: repeats }, (_, k) => `${g}-${k + 1}`);
+  mergeRepeats(labels("tokenmesh"), "tokenmesh");
+  mergeRepeats(labels("portkey"), "portkey");
+  tm = report("tokenmesh");
+  pk = report("portkey");
+} else {
+  tm = await runTokenmesh("tokenmesh");
+  if (!skipPortkey) pk = runPortkey("portkey");
+}
+{
+  const n = shared.requests;
+  const per = (v) => (v / Math.max(1, n)).toFixed(2);
+  const redis = Object.entries(shared.commands)
+    .map(([c, v]) => [c, v / Math.max(1, n)])
     .filter(([, v]) => v >= 0.01)
     .sort((x, y) => y[1] - x[1]);
   const total = redis.reduce((sum, [, v]) => sum + v, 0);
   console.log(
     `per request (${n} requests): redis_commands=${total.toFixed(2)} (${redis.map(([c, v]) => `${c}=${v.toFixed(2)}`).join(" ")}) ` +
-      `nats_msgs_in=${per(after.natsIn, before.natsIn)} nats_msgs_out=${per(after.natsOut, before.natsOut)}`,
+      `nats_msgs_in=${per(shared.natsIn)} nats_msgs_out=${per(shared.natsOut)}`,
   );
 }
 mock.kill("SIGTERM");
 
-let pk;
-if (!skipPortkey) {
-  const r = spawnSync("bash", [join(harness, "examples/portkey/run.sh"), ...benchArgs], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, OUT: join(dir, "portkey.json") },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  process.stdout.write(r.stdout.toString());
-  pk = r.stdout.toString().trim().split("\n").at(-1);
-}
 const parse = (line) =>
   Object.fromEntries(
     (line ?? "")
