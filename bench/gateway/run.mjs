@@ -21,6 +21,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gcEvents, median } from "../gc/trace.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 if (Number(process.versions.node.split(".")[0]) < 24) {
@@ -154,7 +155,6 @@ const ttfbPhases = (gatewayLog, routerLog) => {
       cur = undefined;
     }
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   const parts = steps.map(([name], i) => `  ${name}: ${median(done.map((d) => d[i + 1] - d[i])).toFixed(3)} ms`);
   return [
     `ttfb-phases requests=${done.length} (under strace) total_p50_ms=${median(done.map((d) => d.at(-1) - d[0])).toFixed(3)}`,
@@ -502,18 +502,14 @@ function gcTraceSize(svc) {
  * mean pause; full GCs (mark-compact) and their mean pause.
  */
 function gcTraceSummary(svc, from) {
-  const lines = readFileSync(join(gcTraceDir, `${svc}.log`), "utf8")
-    .slice(from)
-    .split("\n");
-  const field = (l, k) => Number(l.match(new RegExp(` ${k}=([0-9.]+)`))?.[1] ?? 0);
-  const young = lines.filter((l) => / gc=s /.test(l));
-  const full = lines.filter((l) => / gc=(mc|ms) /.test(l));
+  const gcs = gcEvents(readFileSync(join(gcTraceDir, `${svc}.log`), "utf8").slice(from));
+  const young = gcs.filter((g) => g.young);
+  const full = gcs.filter((g) => !g.young);
   const mean = (xs) => (xs.length ? xs.reduce((t, x) => t + x, 0) / xs.length : 0);
-  const promoted = young.map((l) => field(l, "promoted")).sort((x, y) => x - y);
   return (
-    `${svc}_scavenges=${young.length} ${svc}_promoted_kb=${((promoted[promoted.length >> 1] ?? 0) / 1024).toFixed(0)} ` +
-    `${svc}_scavenge_ms=${mean(young.map((l) => field(l, "pause"))).toFixed(1)} ${svc}_full_gcs=${full.length} ` +
-    `${svc}_full_ms=${mean(full.map((l) => field(l, "pause"))).toFixed(1)}`
+    `${svc}_scavenges=${young.length} ${svc}_promoted_kb=${(median(young.map((g) => g.promoted)) / 1024).toFixed(0)} ` +
+    `${svc}_scavenge_ms=${mean(young.map((g) => g.pause)).toFixed(1)} ${svc}_full_gcs=${full.length} ` +
+    `${svc}_full_ms=${mean(full.map((g) => g.pause)).toFixed(1)}`
   );
 }
 

@@ -6,9 +6,9 @@
 //   gc-closures arrow_promoted_kb=… async_fn_promoted_kb=… generator_promoted_kb=… async_generator_promoted_kb=…
 //     class_promoted_kb=… hoisted_generator_promoted_kb=… requests_per_scavenge=…
 //
-// (medians over the scavenges after a 2 s warm-up). Arrow functions and async functions leave nothing; a generator
-// function, an async generator function or a class made per request keeps requests alive through scavenges (a
-// class: every one since the last full GC): V8 gives each such function its own initial map, in the old generation, pointing
+// (means over the scavenges after a 2 s warm-up). Arrow functions and async functions leave nothing; a generator
+// function, an async generator function or a class made per request keeps every request made since the last full
+// GC alive through each scavenge: V8 gives each such function its own initial map, in the old generation, pointing
 // back at the function and so at what it captured, and a dead old object is found dead only by a full GC. A
 // generator defined once (hoisted) leaves nothing. The router did this once per request until stop 20
 // (bench/gateway/README.md); scripts/check-closures.mjs (npm run lint) keeps it out of service code.
@@ -18,6 +18,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { gcEvents, median } from "./trace.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -70,7 +71,7 @@ if (args.kind !== undefined) {
 } else {
   const self = fileURLToPath(import.meta.url);
   const out = [];
-  let perScavenge = [];
+  const perScavenge = [];
   for (const kind of KINDS) {
     const r = spawnSync(
       process.execPath,
@@ -85,23 +86,16 @@ if (args.kind !== undefined) {
       ],
       { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
     );
-    const lines = r.stdout.split("\n");
-    const requests = Number(lines.find((l) => l.startsWith("requests="))?.slice(9) ?? 0);
-    // "[pid:isolate:0] <ms> ms: pause=… gc=s … promoted=… …": the scavenges after the warm-up.
-    const scavenges = lines
-      .filter((l) => / gc=s /.test(l))
-      .map((l) => ({
-        t: Number(l.match(/(\d+) ms: /)?.[1]),
-        promoted: Number(l.match(/ promoted=(\d+)/)?.[1]),
-      }))
-      .filter((s) => s.t > 2000);
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-    out.push(`${kind}_promoted_kb=${(median(scavenges.map((s) => s.promoted)) / 1024).toFixed(0)}`);
-    const all = lines.filter((l) => / gc=s /.test(l)).length;
-    if (all > 0) perScavenge.push(requests / all);
+    const requests = Number(/^requests=(\d+)/m.exec(r.stdout)?.[1] ?? 0);
+    const scavenges = gcEvents(r.stdout).filter((g) => g.young);
+    const afterWarmUp = scavenges.filter((g) => g.atMs > 2000);
+    // The mean, not the median: what survives one scavenge is copied, and promoted at the next, so a kind that keeps
+    // everything alternates between promoting little and promoting much.
+    const promoted = afterWarmUp.reduce((t, g) => t + g.promoted, 0) / Math.max(1, afterWarmUp.length);
+    out.push(`${kind}_promoted_kb=${(promoted / 1024).toFixed(0)}`);
+    if (scavenges.length > 0) perScavenge.push(requests / scavenges.length);
   }
-  perScavenge = perScavenge.sort((a, b) => a - b);
   console.log(
-    `gc-closures ${out.join(" ")} requests_per_scavenge=${Math.round(perScavenge[Math.floor(perScavenge.length / 2)] ?? 0)} semi_space_mb=${args["semi-space"]}`,
+    `gc-closures ${out.join(" ")} requests_per_scavenge=${Math.round(median(perScavenge))} semi_space_mb=${args["semi-space"]}`,
   );
 }

@@ -13,6 +13,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
+import { gcEvents } from "../gc/trace.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -184,10 +185,7 @@ if (args.role === "server") {
     server.kill();
     // A scavenge's line: "[pid:isolate:0] <ms> ms: pause=… gc=s … promoted=… new_space_survived=…"; the ones after
     // the warm-up count.
-    const after = out
-      .split("\n")
-      .filter((l) => / gc=s /.test(l) && Number(/\]\s+(\d+)\s+ms:/.exec(l)?.[1] ?? 0) >= 3000)
-      .map((l) => Object.fromEntries([...l.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])])));
+    const after = gcEvents(out).filter((g) => g.young && g.atMs >= 3000);
     const kb = (k) => (median(after.map((g) => g[k])) / 1024).toFixed(0);
     parts.push(
       `${kind}_survived_kb=${kb("new_space_survived")} ${kind}_promoted_kb=${kb("promoted")} ${kind}_pause_ms=${median(after.map((g) => g.pause)).toFixed(1)} ${kind}_scavenges=${after.length}`,
