@@ -263,13 +263,13 @@ const keyRes = await fetch(`${gateway}/admin/keys`, {
 });
 const { key } = await keyRes.json();
 
-const run = (label, argv, harnessArgs = benchArgs) => {
-  const out = join(dir, `${label}.json`);
-  const r = spawnSync(process.execPath, [join(harness, "bench.js"), ...argv, "--out", out, ...harnessArgs], {
+/** Runs a harness command, passes its output on, and returns its last line (the harness's summary). */
+const harnessLine = (cmd, argv, env = process.env) => {
+  const text = spawnSync(cmd, argv, {
     stdio: ["ignore", "pipe", "inherit"],
+    env,
     maxBuffer: 64 * 1024 * 1024,
-  });
-  const text = r.stdout.toString();
+  }).stdout.toString();
   process.stdout.write(text);
   return text.trim().split("\n").at(-1);
 };
@@ -498,8 +498,8 @@ function gcTraceSize(svc) {
 
 /**
  * What a service's GCs did since its trace was `from` bytes long (V8 writes the trace through a buffer, so the last
- * lines of the window may come in the next): scavenges, the median bytes each promoted to the old generation, their
- * mean pause; full GCs (mark-compact) and their mean pause.
+ * lines of the window may come in the next): scavenges, the mean bytes each promoted to the old generation (a mean:
+ * what survives one scavenge is promoted at the next, so the bytes can alternate), their mean pause; full GCs and theirs.
  */
 function gcTraceSummary(svc, from) {
   const gcs = gcEvents(readFileSync(join(gcTraceDir, `${svc}.log`), "utf8").slice(from));
@@ -507,7 +507,7 @@ function gcTraceSummary(svc, from) {
   const full = gcs.filter((g) => !g.young);
   const mean = (xs) => (xs.length ? xs.reduce((t, x) => t + x, 0) / xs.length : 0);
   return (
-    `${svc}_scavenges=${young.length} ${svc}_promoted_kb=${(median(young.map((g) => g.promoted)) / 1024).toFixed(0)} ` +
+    `${svc}_scavenges=${young.length} ${svc}_promoted_kb=${(mean(young.map((g) => g.promoted)) / 1024).toFixed(0)} ` +
     `${svc}_scavenge_ms=${mean(young.map((g) => g.pause)).toFixed(1)} ${svc}_full_gcs=${full.length} ` +
     `${svc}_full_ms=${mean(full.map((g) => g.pause)).toFixed(1)}`
   );
@@ -528,21 +528,21 @@ const oneRepeat = interleave
 const shared = { requests: 0, natsIn: 0, natsOut: 0, commands: {} };
 const runTokenmesh = async (label) => {
   const before = await sharedCounts();
-  const line = run(
-    label,
-    [
-      "--baseline",
-      mockUrl,
-      "--target",
-      `${gateway}/v1`,
-      "--label",
-      "tokenmesh",
-      "-H",
-      `Authorization: Bearer ${key}`,
-      ...watch,
-    ],
-    oneRepeat,
-  );
+  const line = harnessLine(process.execPath, [
+    join(harness, "bench.js"),
+    "--baseline",
+    mockUrl,
+    "--target",
+    `${gateway}/v1`,
+    "--label",
+    "tokenmesh",
+    "-H",
+    `Authorization: Bearer ${key}`,
+    ...watch,
+    "--out",
+    join(dir, `${label}.json`),
+    ...oneRepeat,
+  ]);
   const after = await sharedCounts();
   shared.requests += after.requests - before.requests;
   shared.natsIn += after.natsIn - before.natsIn;
@@ -552,15 +552,11 @@ const runTokenmesh = async (label) => {
   }
   return line;
 };
-const runPortkey = (label) => {
-  const r = spawnSync("bash", [join(harness, "examples/portkey/run.sh"), ...oneRepeat], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, OUT: join(dir, `${label}.json`) },
-    maxBuffer: 64 * 1024 * 1024,
+const runPortkey = (label) =>
+  harnessLine("bash", [join(harness, "examples/portkey/run.sh"), ...oneRepeat], {
+    ...process.env,
+    OUT: join(dir, `${label}.json`),
   });
-  process.stdout.write(r.stdout.toString());
-  return r.stdout.toString().trim().split("\n").at(-1);
-};
 /** Joins the runs of single-repeat harness runs into one result file, repeat k being the k-th file's. */
 const mergeRepeats = (labels, into) => {
   const parts = labels.map((l) => JSON.parse(readFileSync(join(dir, `${l}.json`), "utf8")));
@@ -571,19 +567,13 @@ const mergeRepeats = (labels, into) => {
 /** The harness's tables and summary line for a merged result file. */
 const report = (label) => {
   const summaryAt = benchArgs.indexOf("--summary-rate");
-  const r = spawnSync(
-    process.execPath,
-    [
-      join(harness, "bench.js"),
-      "--report",
-      join(dir, `${label}.json`),
-      ...(summaryAt >= 0 ? ["--summary-rate", benchArgs[summaryAt + 1]] : []),
-    ],
-    { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 * 1024 * 1024 },
-  );
-  const text = r.stdout.toString();
-  process.stdout.write(`\n# ${label}, ${repeats} repeats alternating with the other gateway's\n${text}`);
-  return text.trim().split("\n").at(-1);
+  console.log(`\n# ${label}, ${repeats} repeats alternating with the other gateway's`);
+  return harnessLine(process.execPath, [
+    join(harness, "bench.js"),
+    "--report",
+    join(dir, `${label}.json`),
+    ...(summaryAt >= 0 ? ["--summary-rate", benchArgs[summaryAt + 1]] : []),
+  ]);
 };
 
 let tm;
