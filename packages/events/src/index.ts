@@ -12,6 +12,7 @@ export {
   publishEvent,
 } from "./publisher.js";
 export { type JournalRedis, RedisOutboxJournal } from "./redis-journal.js";
+export { JetStreamAcks, type StreamPublish, type StreamPublishOptions } from "./stream-acks.js";
 export { ensureStreams, StreamSpecs } from "./streams.js";
 export {
   AuditTrailEvent,

@@ -2,6 +2,7 @@ import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 import { AppError, afterLinger } from "@tokenmesh/runtime";
 import { context, counter, gauge, type Logger, propagation } from "@tokenmesh/telemetry";
+import type { StreamPublish } from "./stream-acks.js";
 import { type EventType, encodeEvent } from "./subjects.js";
 
 const metrics = {
@@ -63,7 +64,8 @@ interface Entry {
 }
 
 export interface EventPublisherOptions {
-  js: JetStreamClient;
+  /** Where events go: {@link JetStreamAcks} over the service's connection (a `jetstream(nc)` client works too). */
+  js: StreamPublish;
   logger: Logger;
   /** Name for metrics and logs. */
   name: string;

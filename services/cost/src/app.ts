@@ -4,6 +4,7 @@ import {
   type EventConsumer,
   EventPublisher,
   ensureStreams,
+  JetStreamAcks,
   jetstream,
   jetstreamManager,
   type NatsConnection,
@@ -99,7 +100,7 @@ export function createApp(config: CostConfig, deps: CostAppDeps): CostApp {
       const jsm = await jetstreamManager(nc);
       await ensureStreams(jsm, ["LLM_USAGE", "LLM_BUDGET", "LLM_DEADLETTER"]);
       const js = jetstream(nc);
-      publisher = new EventPublisher({ js, logger, name: "cost-alerts" });
+      publisher = new EventPublisher({ js: new JetStreamAcks(nc), logger, name: "cost-alerts" });
       host.grpc?.add(CostServiceService, costHandlers({ ledger, prices, publisher, logger }));
       consumer = await startUsageSubscriber({
         js,

@@ -4,6 +4,7 @@ import {
   connectNats,
   EventPublisher,
   ensureStreams,
+  JetStreamAcks,
   type JetStreamClient,
   jetstream,
   jetstreamManager,
@@ -307,18 +308,20 @@ export function createApp(
         "LLM_AUDIT",
       ]);
       const js = jetstream(nc);
-      guardPublisher = new EventPublisher({ js, logger, name: "gateway-guard" });
+      // The publishers' acks come back on one inbox (no NATS request object per event).
+      const acks = new JetStreamAcks(nc);
+      guardPublisher = new EventPublisher({ js: acks, logger, name: "gateway-guard" });
       // Every audit event is journaled before it is sent: a change is never left unaudited by a crash.
       auditJs = js;
       auditPublisher = new EventPublisher({
-        js,
+        js: acks,
         logger,
         name: "gateway-audit",
         journal: new RedisOutboxJournal(redis, "audit"),
       });
       await auditPublisher.startRecovery(RECOVER_AFTER_MS);
       publisher = new EventPublisher({
-        js,
+        js: acks,
         logger,
         name: "gateway-usage",
         journal: usageJournal,

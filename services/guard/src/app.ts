@@ -3,7 +3,7 @@ import {
   connectNats,
   EventPublisher,
   ensureStreams,
-  jetstream,
+  JetStreamAcks,
   jetstreamManager,
   type NatsConnection,
   natsReadiness,
@@ -70,7 +70,7 @@ export function createApp(
       logger.info({ path: config.MESH_CONFIG, named: [...set.named.keys()] }, "guard policy loaded");
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-guard", logger });
       await ensureStreams(await jetstreamManager(nc), ["LLM_GUARD"]);
-      publisher = new EventPublisher({ js: jetstream(nc), logger, name: "guard" });
+      publisher = new EventPublisher({ js: new JetStreamAcks(nc), logger, name: "guard" });
       await host.start();
     },
     stop: () => lifecycle.shutdown("stop"),

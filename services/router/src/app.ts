@@ -3,7 +3,7 @@ import {
   connectNats,
   EventPublisher,
   ensureStreams,
-  jetstream,
+  JetStreamAcks,
   jetstreamManager,
   type NatsConnection,
   natsReadiness,
@@ -169,7 +169,7 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
       nc = await connectNats({ servers: config.NATS_URL, name: "tokenmesh-router", logger });
       await ensureStreams(await jetstreamManager(nc), ["LLM_USAGE"]);
       publisher = new EventPublisher({
-        js: jetstream(nc),
+        js: new JetStreamAcks(nc),
         logger,
         name: "router-usage",
         journal: new RedisOutboxJournal(redis, "usage-served"),
