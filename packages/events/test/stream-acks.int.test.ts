@@ -71,7 +71,11 @@ describe("JetStreamAcks (publishes acknowledged on one inbox)", () => {
     const subject = `silent.${uniqueName("s")}`;
     const late: string[] = [];
     // A subscriber that keeps the reply subjects and answers only when told: the publish has a responder, no ack.
-    const sub = nc.subscribe(subject, { callback: (_err, msg) => msg.reply && late.push(msg.reply) });
+    const sub = nc.subscribe(subject, {
+      callback: (_err, msg) => {
+        if (msg.reply) late.push(msg.reply);
+      },
+    });
     try {
       await nc.flush();
       // A publish with a later deadline came first (the timer is armed for it): this one's deadline still holds.
