@@ -58,4 +58,35 @@ describe("one request reported twice (the gateway's event and the router's)", ()
     expect((await ledger.record(entry({ inputTokens: 50, outputTokens: 20, costNano: 550 }))).duplicate).toBe(true);
     expect(await totals(ledger)).toMatchObject({ requests: 1, inputTokens: 50, outputTokens: 20, costUsd: 550 / 1e9 });
   });
+  it("adds a batch's usage once per hash field, and keeps each usage hash's retention", async () => {
+    const prefix = `batch-${randomUUID()}:`;
+    const ledger = new RedisLedger(redis, { prefix, reservationTimeoutMs: 60_000, retentionDays: 1, maxBatch: 16 });
+    const hash = `${prefix}u:key:k1:2026-11-30`;
+    // Ten requests on two models and a second, larger report of one of them, all in one batch (one turn).
+    const first = Array.from({ length: 10 }, (_, k) =>
+      entry({ requestId: `b-${k}`, model: k % 2 ? "m" : "n", inputTokens: 10 + k, outputTokens: 5, costNano: 100 }),
+    );
+    const again = entry({ requestId: "b-0", model: "n", inputTokens: 10, outputTokens: 9, costNano: 130 });
+    const results = await Promise.all([...first, again].map((e) => ledger.record(e)));
+    expect(results.map((r) => r.duplicate)).toEqual([...first.map(() => false), false]);
+    expect(await totals(ledger)).toMatchObject({
+      requests: 10,
+      inputTokens: 145,
+      outputTokens: 54,
+      costUsd: 1030 / 1e9,
+    });
+    expect(await redis.hgetall(hash)).toMatchObject({ "n|r": "5", "m|r": "5", "n|i": "70", "m|i": "75", "n|o": "29" });
+    expect(await redis.ttl(hash)).toBeGreaterThan(0);
+    // A hash that lost its retention gets it back from a report that adds to it, and from a model new to it.
+    await redis.persist(hash);
+    await ledger.record(entry({ requestId: "b-1", model: "m", inputTokens: 11, outputTokens: 50, costNano: 100 }));
+    expect(await redis.ttl(hash)).toBeGreaterThan(0);
+    await redis.persist(hash);
+    await ledger.record(entry({ requestId: "b-new", model: "o", inputTokens: 1, outputTokens: 1 }));
+    expect(await redis.ttl(hash)).toBeGreaterThan(0);
+    // A model already in it does not re-arm it on a new request (as before: only the first request of a model does).
+    await redis.persist(hash);
+    await ledger.record(entry({ requestId: "b-next", model: "o", inputTokens: 1, outputTokens: 1 }));
+    expect(await redis.ttl(hash)).toBe(-1);
+  });
 });
