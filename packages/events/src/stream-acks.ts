@@ -9,6 +9,7 @@ export interface StreamPublishOptions {
   headers: MsgHdrs;
   /** How long to wait for the stream's acknowledgement (ms). */
   timeout: number;
+  /** For the `@nats-io/jetstream` client (EventPublisher sends 0); JetStreamAcks never retries: the outbox does. */
   retries?: number;
 }
 
