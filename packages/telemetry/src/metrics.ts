@@ -77,8 +77,8 @@ interface HistogramInternals {
 /**
  * A prom-client Histogram whose `observe` finds a label set's series through maps keyed by the label values, once
  * the set was observed through prom-client's own path. prom-client's `observe` makes a closure and an object, checks
- * every label and builds its hash string on every call: 2–3 % of the gateway's and the router's CPU, a few
- * observations per request. Output, validation of a new label set (a set seen before is not checked again: the
+ * every label and builds its hash string on every call (~1.5 % of the gateway's CPU samples at 1,000 rps, a few
+ * observations per request; ~450 against ~170 ns an observation here). Output, validation of a new label set (a set seen before is not checked again: the
  * types keep label names right), `reset`, `zero` and `remove` are prom-client's; the last three forget the maps, so
  * they never point at a series prom-client dropped. (Relies on prom-client 15's
  * `hashMap`, `upperBounds` and `sortedLabelNames`; the telemetry tests compare its output with a plain Histogram's.)
