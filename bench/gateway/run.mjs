@@ -225,7 +225,7 @@ const env = {
   NATS_URL: `nats://127.0.0.1:${natsPort}`,
   REDIS_URL: `redis://127.0.0.1:${redisPort}`,
   MESH_CONFIG: join(dir, "mesh.yaml"),
-  // What `npm start` and the images give every service (scripts/start.mjs); BENCH_SERVICE_NODE_FLAGS come later.
+  // What `npm start` and docker-compose give every service (scripts/start.mjs); BENCH_SERVICE_NODE_FLAGS come later.
   NODE_OPTIONS: ["--max-semi-space-size=16", process.env.NODE_OPTIONS].filter(Boolean).join(" "),
   LOG_LEVEL: "warn",
   TOKENMESH_ADMIN_KEY: adminKey,
@@ -380,19 +380,32 @@ if (probeCount > 0) {
   await finish();
 }
 if (wakeAt >= 0) {
-  const procs = { ...pids, nats: natsProc.pid, redis: redisProc.pid };
+  const procs = { ...pids, nats: natsProc.pid, redis: redisProc.pid, mock: mock.pid };
   const tick = 100; // USER_HZ
   const sample = () =>
     Object.fromEntries(
       Object.entries(procs).map(([name, pid]) => {
         const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
         let switches = 0;
+        let waitNs = 0;
         for (const task of readdirSync(`/proc/${pid}/task`)) {
           const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
           for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) switches += Number(m[1]);
+          // Time the thread was runnable but waited for a CPU (the scheduler's run queue), in ns.
+          waitNs += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ")[1]);
         }
-        return [name, { cpu: (Number(stat[11]) + Number(stat[12])) / tick, switches }];
+        // Resident set (pages × 4 KiB), read at the end of the window.
+        const rssMb = (Number(stat[21]) * 4096) / 2 ** 20;
+        return [name, { cpu: (Number(stat[11]) + Number(stat[12])) / tick, switches, waitNs, rssMb }];
       }),
+    );
+  /** Bounds (s) of the "slower than" counts below, from the services' latency buckets. */
+  const OVER_BOUNDS = ["0.0025", "0.005", "0.01", "0.025"];
+  /** The summed count of the gateway's request and the router's upstream duration buckets at `le`. */
+  const slowerThan = (le) =>
+    new RegExp(
+      `^tokenmesh_(?:gateway_request|router_upstream)_duration_seconds_bucket\\{[^}]*le="${le.replace("+", "\\+")}"[^}]*\\} (\\S+)$`,
+      "gm",
     );
   /**
    * Each busy service's event-loop delay since the last read (p99 and max: how long a ready callback waited, GC
@@ -418,6 +431,9 @@ if (wakeAt >= 0) {
         max: value(/^\w*eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/gm) * 1000,
         gcCount: value(/^\w*gc_duration_seconds_count(?:\{[^}]*\})? (\S+)$/gm),
         gcSum: value(/^\w*gc_duration_seconds_sum(?:\{[^}]*\})? (\S+)$/gm),
+        // How many of the gateway's requests (whole, as it saw them) and the router's provider exchanges so far took
+        // longer than each bound, from their duration histograms (cost has neither: zeros).
+        over: Object.fromEntries(OVER_BOUNDS.map((le) => [le, value(slowerThan("+Inf")) - value(slowerThan(le))])),
       };
     });
   const body = join(dir, "wake-body.json");
@@ -468,11 +484,18 @@ if (wakeAt >= 0) {
       p,
       ((b[p].cpu - a[p].cpu) * 1000) / n,
       (b[p].switches - a[p].switches) / n,
+      (b[p].waitNs - a[p].waitNs) / 1e6 / n,
+      b[p].rssMb,
     ]);
     const total = per.reduce((t, [, c, w]) => [t[0] + c, t[1] + w], [0, 0]);
     console.log(
       `wakeups mode=${wakeStream ? "stream" : "nonstream"} rate=${rate} requests=${n} p50_ms=${((summary.latency_us?.p50 ?? 0) / 1000).toFixed(2)} p99_ms=${((summary.latency_us?.p99 ?? 0) / 1000).toFixed(2)} ` +
-        per.map(([p, c, w]) => `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)}`).join(" ") +
+        per
+          .map(
+            ([p, c, w, q, rss]) =>
+              `${p}_cpu_ms=${c.toFixed(2)} ${p}_cs=${w.toFixed(1)} ${p}_runq_ms=${q.toFixed(3)} ${p}_rss_mb=${rss.toFixed(0)}`,
+          )
+          .join(" ") +
         ` total_cpu_ms=${total[0].toFixed(2)} total_cs=${total[1].toFixed(1)}`,
     );
     console.log(
@@ -481,7 +504,10 @@ if (wakeAt >= 0) {
           .map((l, i) => {
             const gcs = l.gcCount - gcBefore[i].gcCount;
             const gcMs = ((l.gcSum - gcBefore[i].gcSum) * 1000) / Math.max(1, gcs);
-            return `${l.service}_lag_p99_ms=${l.p99.toFixed(1)} ${l.service}_lag_max_ms=${l.max.toFixed(1)} ${l.service}_gcs=${gcs} ${l.service}_gc_avg_ms=${gcMs.toFixed(1)}`;
+            const over = OVER_BOUNDS.map(
+              (le) => `${l.service}_over${Number(le) * 1000}ms=${l.over[le] - gcBefore[i].over[le]}`,
+            ).join(" ");
+            return `${over} ${l.service}_lag_p99_ms=${l.p99.toFixed(1)} ${l.service}_lag_max_ms=${l.max.toFixed(1)} ${l.service}_gcs=${gcs} ${l.service}_gc_avg_ms=${gcMs.toFixed(1)}`;
           })
           .join(" "),
     );
