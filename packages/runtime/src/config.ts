@@ -73,4 +73,6 @@ export const commonEnv = {
   LOG_LEVEL: env.logLevel(),
   /** Shutdown deadline; keep it below Kubernetes' terminationGracePeriodSeconds. */
   SHUTDOWN_TIMEOUT_MS: env.duration(4_000),
+  /** The old generation's growth between full GCs, in % of what survived (see heap.ts); 0: V8's own choice. */
+  HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1_000).default(200),
 };

@@ -2,6 +2,7 @@ import { collectProcessMetrics, createLogger, type Logger, stopTelemetry } from 
 import type { z } from "zod";
 import { ConfigError, parseEnv } from "./config.js";
 import { GrpcServer } from "./grpc-server.js";
+import { setHeapGrowingPercent } from "./heap.js";
 import { Lifecycle, ShutdownPhase } from "./lifecycle.js";
 import { type OpsServer, type ReadinessCheck, runChecks, startOpsServer } from "./ops-server.js";
 
@@ -83,11 +84,9 @@ export class ServiceHost {
  * The body of every `main.ts`: validates the environment (printing every problem and exiting 2 when invalid),
  * builds the app, starts it, and exits with the shutdown's code on SIGTERM/SIGINT (0 when it drained in time).
  */
-export async function runMain<S extends z.ZodType<{ LOG_LEVEL: string; SHUTDOWN_TIMEOUT_MS: number }>>(
-  service: string,
-  schema: S,
-  build: (config: z.infer<S>, deps: AppDeps) => App | Promise<App>,
-): Promise<void> {
+export async function runMain<
+  S extends z.ZodType<{ LOG_LEVEL: string; SHUTDOWN_TIMEOUT_MS: number; HEAP_GROWING_PERCENT: number }>,
+>(service: string, schema: S, build: (config: z.infer<S>, deps: AppDeps) => App | Promise<App>): Promise<void> {
   let config: z.infer<S>;
   try {
     config = parseEnv(schema, process.env);
@@ -98,6 +97,8 @@ export async function runMain<S extends z.ZodType<{ LOG_LEVEL: string; SHUTDOWN_
     }
     throw err;
   }
+  // Before the app allocates: V8 uses it from the next full GC on.
+  setHeapGrowingPercent(config.HEAP_GROWING_PERCENT);
   const logger = createLogger({ service: `tokenmesh-${service}`, level: config.LOG_LEVEL });
   const lifecycle = new Lifecycle({ logger, deadlineMs: config.SHUTDOWN_TIMEOUT_MS });
   lifecycle.onShutdown("telemetry: flush", ShutdownPhase.FlushTelemetry, () => stopTelemetry());
