@@ -432,6 +432,14 @@ if (exitCode !== 0) process.exit(exitCode);
 const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
 const n = slots;
 const ratio = (a, b) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+/**
+ * The median over runs of case `a`'s figure divided by case `b`'s in the same run (measured minutes apart at most):
+ * the VM's speed, which drifts by more than the 5 % compared here over a bench's few minutes, cancels within a run.
+ */
+const paired = (a, b) =>
+  samples[a]?.length > 0 && samples[b]?.length === samples[a].length
+    ? median(samples[a].map((v, i) => v / samples[b][i]))
+    : undefined;
 const summary = {
   raw_1: med.raw_1,
   [`raw_${n}`]: med[`raw_${n}`],
@@ -443,6 +451,10 @@ const summary = {
   [`svc_vs_raw_${n}`]: ratio(med[`svc_${n}`], med[`raw_${n}`]),
   mesh_vs_raw_1: ratio(med.mesh_1, med.raw_1),
   [`mesh_vs_raw_${n}`]: ratio(med[`mesh_${n}`], med[`raw_${n}`]),
+  paired_svc_vs_raw_1: paired("svc_1", "raw_1"),
+  [`paired_svc_vs_raw_${n}`]: paired(`svc_${n}`, `raw_${n}`),
+  paired_mesh_vs_raw_1: paired("mesh_1", "raw_1"),
+  [`paired_mesh_vs_raw_${n}`]: paired(`mesh_${n}`, `raw_${n}`),
   batch_gain_raw: ratio(med[`raw_${n}`], med.raw_1),
   batch_gain_svc: ratio(med[`svc_${n}`], med.svc_1),
   burn_1: med.burn_1,
