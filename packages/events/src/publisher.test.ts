@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { UsageRecorded } from "@tokenmesh/proto/events/v1/events";
 import { createLogger } from "@tokenmesh/telemetry";
@@ -56,5 +58,32 @@ describe("EventPublisher's linger", () => {
     const { js, sent } = recordingJs(clock);
     await publishThreeApart(new EventPublisher({ js, logger, name: "test" }), clock);
     expect(sent.map((s) => s.turn)).toEqual([0, 1, 2]);
+  });
+});
+
+describe("EventPublisher's memory", () => {
+  it("lets an acknowledged event go at once, not at the next compaction of its queue", async () => {
+    // A full GC on demand (V8's gc(), exposed after start).
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const sent: WeakRef<Uint8Array>[] = [];
+    const js = {
+      publish: async (_subject: string, data: Uint8Array): Promise<PubAck> => {
+        sent.push(new WeakRef(data));
+        return { stream: "TEST", seq: sent.length, duplicate: false, domain: "" } as PubAck;
+      },
+    } as unknown as JetStreamClient;
+    const publisher = new EventPublisher({ js, logger, name: "test" });
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        publisher.publish(UsageRecordedEvent, UsageRecorded.fromPartial({ requestId: `r${i}` }), { msgId: `e${i}` }),
+      ),
+    );
+    expect(publisher.depth).toBe(0);
+    await nextTurn();
+    gc();
+    // Without letting go, all ten stayed in the queue until ~1,000 more had been acknowledged.
+    expect(sent).toHaveLength(10);
+    expect(sent.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
   });
 });
