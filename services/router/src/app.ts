@@ -142,6 +142,7 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
   // Speculative slow answers nobody waits for still finish (and report their usage) before events are flushed.
   lifecycle.onShutdown("upgrades: finish slow runs", ShutdownPhase.Drain, () => upgrades.settled());
   lifecycle.onShutdown("latency: last write", ShutdownPhase.FlushEvents, () => latency.stop());
+  lifecycle.onShutdown("breaker: stop renewing", ShutdownPhase.FlushEvents, () => breaker.stop());
   lifecycle.onShutdown("events: flush", ShutdownPhase.FlushEvents, () => {
     served.flush();
     return publisher?.flush(Math.max(500, lifecycle.deadlineMs / 2));

@@ -424,6 +424,53 @@ describe("RedisCircuitBreaker", () => {
     await redis.ping();
     expect(await a.allow("m")).toBe(false);
     expect(evals).toBe(2);
+    a.stop();
+  });
+
+  it("keeps the trust of a recently called model renewed between sparse calls, and forgets it after 10 s", async () => {
+    const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
+    const prefix = `${uniqueName("breaker")}:`;
+    let now = Date.now();
+    const clock = () => now;
+    let evals = 0;
+    const counting = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === "eval") evals++;
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock);
+    expect(await a.allow("m")).toBe(true);
+    expect(evals).toBe(1);
+    // A call every 2 s: between calls the timer (driven by hand here, every 150 ms of the injected clock) renews the
+    // trust, so none of the calls asks Redis.
+    const quiet = async (ms: number) => {
+      for (let t = 0; t < ms; t += 150) {
+        now += 150;
+        a.renewWarm();
+        await redis.ping();
+      }
+    };
+    for (let i = 0; i < 3; i++) {
+      await quiet(2_000);
+      expect(await a.allow("m")).toBe(true);
+    }
+    expect(evals).toBe(1);
+    // Another replica opens the breaker during a quiet spell: a renewal sees it, and the next call asks and is refused.
+    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    await b.recordFailure("m");
+    await quiet(300);
+    expect(await a.allow("m")).toBe(false);
+    expect(evals).toBe(2);
+    // Closed again; then 10 s without a call: the model is forgotten, and the next call asks before going ahead.
+    await b.recordSuccess("m");
+    await redis.ping();
+    await quiet(11_000);
+    expect(await a.allow("m")).toBe(true);
+    expect(evals).toBe(3);
+    a.stop();
+    b.stop();
   });
 
   it("counts only consecutive failures", async () => {
