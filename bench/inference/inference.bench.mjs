@@ -4,7 +4,7 @@
 // No tsx: it runs the compiled services (`npm run build` of the services first). See README.md for flags.
 //
 //   npx node bench/inference/inference.bench.mjs [--size tiny] [--weights f32|q8_0] [--interval 25] [--slots 4] [--tokens 512]
-//     [--threads 0] [--runs 5] [--rounds 3] [--model path.gguf] [--cases raw,svc,mesh] [--json]
+//     [--threads 0] [--runs 5] [--rounds 5] [--model path.gguf] [--cases raw,svc,mesh] [--json]
 //
 // Method: every side loads the same GGUF with the same catalog entry (slots, threads, context). After warm-up rounds
 // of every case, each case runs `--runs` times, interleaved raw/svc/mesh so that background load on the machine hits
@@ -43,7 +43,7 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "512" },
     threads: { type: "string", default: "0" },
     runs: { type: "string", default: "5" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "5" },
     warmup: { type: "string", default: "20" },
     cases: { type: "string", default: "raw,svc,mesh" },
     burn: { type: "string", default: "2/25" },
