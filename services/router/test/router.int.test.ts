@@ -391,63 +391,59 @@ describe("RedisCircuitBreaker", () => {
     expect(await a.allow("m")).toBe(true);
   });
 
-  it("re-reads a trusted closed state in the background before its trust ends, so no call waits for Redis", async () => {
+  /**
+   * A replica's breaker on a clock moved by hand, counting the ALLOW scripts it sends (the round trip a call waits
+   * for); `other()` is a second replica on the same keys and clock.
+   */
+  function countingBreaker() {
     const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
     const prefix = `${uniqueName("breaker")}:`;
-    let now = Date.now();
-    const clock = () => now;
-    // Counts the ALLOW scripts each replica sends: the round trip a call waits for.
-    let evals = 0;
+    const t = { now: Date.now(), evals: 0 };
+    const clock = () => t.now;
     const counting = new Proxy(redis, {
       get(target, prop, receiver) {
-        if (prop === "eval") evals++;
+        if (prop === "eval") t.evals++;
         const v = Reflect.get(target, prop, receiver);
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
     const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock);
+    const other = () => new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    return { a, t, other };
+  }
+
+  it("re-reads a trusted closed state in the background before its trust ends, so no call waits for Redis", async () => {
+    const { a, t, other } = countingBreaker();
     expect(await a.allow("m")).toBe(true);
-    expect(evals).toBe(1);
+    expect(t.evals).toBe(1);
     // Under steady traffic the trust is renewed ahead of its end: no call after the first asks.
     // A PING on the same connection answers after every command sent before it: the background re-read is done.
     for (let i = 0; i < 10; i++) {
-      now += 60;
+      t.now += 60;
       expect(await a.allow("m")).toBe(true);
       await redis.ping();
     }
-    expect(evals).toBe(1);
+    expect(t.evals).toBe(1);
     // Another replica opens the breaker: the next re-read ends the trust, and the call after it asks and is refused.
-    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    const b = other();
     await b.recordFailure("m");
-    now += 150; // 40 ms of trust left (renewed at +540 until +790)
+    t.now += 150; // 40 ms of trust left (renewed at +540 until +790)
     expect(await a.allow("m")).toBe(true);
     await redis.ping();
     expect(await a.allow("m")).toBe(false);
-    expect(evals).toBe(2);
+    expect(t.evals).toBe(2);
     a.stop();
   });
 
   it("keeps the trust of a recently called model renewed between sparse calls, and forgets it after 10 s", async () => {
-    const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
-    const prefix = `${uniqueName("breaker")}:`;
-    let now = Date.now();
-    const clock = () => now;
-    let evals = 0;
-    const counting = new Proxy(redis, {
-      get(target, prop, receiver) {
-        if (prop === "eval") evals++;
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    });
-    const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock);
+    const { a, t, other } = countingBreaker();
     expect(await a.allow("m")).toBe(true);
-    expect(evals).toBe(1);
+    expect(t.evals).toBe(1);
     // A call every 2 s: between calls the timer (driven by hand here, every 150 ms of the injected clock) renews the
     // trust, so none of the calls asks Redis.
     const quiet = async (ms: number) => {
-      for (let t = 0; t < ms; t += 150) {
-        now += 150;
+      for (let waited = 0; waited < ms; waited += 150) {
+        t.now += 150;
         a.renewWarm();
         await redis.ping();
       }
@@ -456,19 +452,19 @@ describe("RedisCircuitBreaker", () => {
       await quiet(2_000);
       expect(await a.allow("m")).toBe(true);
     }
-    expect(evals).toBe(1);
+    expect(t.evals).toBe(1);
     // Another replica opens the breaker during a quiet spell: a renewal sees it, and the next call asks and is refused.
-    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    const b = other();
     await b.recordFailure("m");
     await quiet(300);
     expect(await a.allow("m")).toBe(false);
-    expect(evals).toBe(2);
+    expect(t.evals).toBe(2);
     // Closed again; then 10 s without a call: the model is forgotten, and the next call asks before going ahead.
     await b.recordSuccess("m");
     await redis.ping();
     await quiet(11_000);
     expect(await a.allow("m")).toBe(true);
-    expect(evals).toBe(3);
+    expect(t.evals).toBe(3);
     a.stop();
     b.stop();
   });
