@@ -63,8 +63,8 @@ const KEEP_WARM_MS = 10_000;
  * (commands on one connection keep their order, so a later failure still lands after it). Between calls, a timer
  * renews the trust of every model called in the last `KEEP_WARM_MS` the same way, so sparse traffic (a call every
  * second, say) does not ask Redis before each call: the trust a call sees is never older than `LOCAL_TRUST_MS`
- * either way. Measured on the mesh's local path (bench/inference): the round trip cost each sparse request ~1 ms
- * before its first token, on a VM where a process's wake-up after idling costs ~0.3–0.5 ms.
+ * either way. That round trip woke Redis and then the router again before the model call: on the 2-vCPU VM, where a
+ * wake-up after idling costs ~0.3–0.5 ms, within the noise of a sparse request's first token (bench/inference).
  */
 export class RedisCircuitBreaker implements CircuitBreaker {
   private readonly closedUntil = new Map<string, number>();
