@@ -366,8 +366,9 @@ describe("RedisCircuitBreaker", () => {
     let now = Date.now();
     const clock = () => now;
     // Two breakers on one Redis stand for two router replicas.
-    const a = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
-    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    // No renewal timer: the state is read only when the test says.
+    const a = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock, 0);
+    const b = new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock, 0);
     await a.recordFailure("m");
     expect(await b.allow("m")).toBe(true);
     await b.recordFailure("m");
@@ -393,7 +394,7 @@ describe("RedisCircuitBreaker", () => {
 
   /**
    * A replica's breaker on a clock moved by hand, counting the ALLOW scripts it sends (the round trip a call waits
-   * for); `other()` is a second replica on the same keys and clock.
+   * for); `other()` is a second replica on the same keys and clock. Neither runs the renewal timer.
    */
   function countingBreaker() {
     const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
@@ -407,8 +408,9 @@ describe("RedisCircuitBreaker", () => {
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
-    const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock);
-    const other = () => new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock);
+    // No renewal timer (renewWarm is called by hand): the state is read only when the test says.
+    const a = new RedisCircuitBreaker(counting, () => policy, logger, prefix, clock, 0);
+    const other = () => new RedisCircuitBreaker(redis, () => policy, logger, prefix, clock, 0);
     return { a, t, other };
   }
 
@@ -432,7 +434,6 @@ describe("RedisCircuitBreaker", () => {
     await redis.ping();
     expect(await a.allow("m")).toBe(false);
     expect(t.evals).toBe(2);
-    a.stop();
   });
 
   it("keeps the trust of a recently called model renewed between sparse calls, and forgets it after 10 s", async () => {
@@ -465,8 +466,27 @@ describe("RedisCircuitBreaker", () => {
     await quiet(11_000);
     expect(await a.allow("m")).toBe(true);
     expect(t.evals).toBe(3);
-    a.stop();
-    b.stop();
+  });
+
+  it("renews the trust on its own timer by default, so a call after a quiet spell does not ask", async () => {
+    const policy = { enabled: true, failureThreshold: 1, cooldownMs: 60_000 };
+    const calls = { eval: 0, hget: 0 };
+    const counting = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === "eval" || prop === "hget") calls[prop]++;
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const breaker = new RedisCircuitBreaker(counting, () => policy, logger, `${uniqueName("breaker")}:`);
+    expect(await breaker.allow("m")).toBe(true);
+    const asked = Date.now();
+    // Real time: wait until the trust of the first call has lapsed and the timer has renewed it at least twice.
+    await waitFor(() => Date.now() - asked > 400 && calls.hget >= 2, { timeoutMs: 5_000, intervalMs: 20 });
+    await redis.ping();
+    expect(await breaker.allow("m")).toBe(true);
+    expect(calls.eval).toBe(1);
+    breaker.stop();
   });
 
   it("counts only consecutive failures", async () => {

@@ -84,6 +84,11 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     private readonly prefix = "tokenmesh:router:",
     /** The clock (epoch ms) every transition is decided by; replicas and tests may share one. */
     private readonly now: () => number = Date.now,
+    /**
+     * How often the timer renews warm models' trust (real time); 0: no timer, `renewWarm` is called by hand (tests
+     * on a hand-moved clock, where a real timer would re-read the state at moments the test does not choose).
+     */
+    private readonly renewEveryMs = LOCAL_TRUST_MS - REFRESH_AHEAD_MS,
   ) {}
 
   private key(model: string): string {
@@ -95,7 +100,7 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     if (!policy.enabled) return true;
     const now = this.now();
     this.lastCalled.set(model, now);
-    this.warmTimer ??= setInterval(() => this.renewWarm(), LOCAL_TRUST_MS - REFRESH_AHEAD_MS).unref();
+    if (this.renewEveryMs > 0) this.warmTimer ??= setInterval(() => this.renewWarm(), this.renewEveryMs).unref();
     const trustedUntil = this.closedUntil.get(model) ?? 0;
     if (trustedUntil > now) {
       if (trustedUntil - now <= REFRESH_AHEAD_MS) this.refresh(model, now);
@@ -140,7 +145,10 @@ export class RedisCircuitBreaker implements CircuitBreaker {
     this.warmTimer = undefined;
   }
 
-  /** Re-reads a trusted closed state without holding up the call that noticed its trust is ending. */
+  /**
+   * Re-reads the state in the background (a read: it never takes a half-open probe's lease), without holding up the
+   * call or the timer that noticed the trust is ending or has ended.
+   */
   private refresh(model: string, now: number): void {
     if (this.refreshing.has(model)) return;
     const generation = this.failures.get(model) ?? 0;
