@@ -562,5 +562,10 @@ describe("one trace", () => {
       "tokenmesh.inference.v1.InferenceService/Generate",
       "tokenmesh.router.v1.RouterService/Route",
     ]);
+    // The router's call travelled on a stream it shares with its other local calls (GenerateStream).
+    const metrics = await (await fetch(`${mesh.ops.get("router")}/metrics`)).text();
+    const streams = metrics.match(/^tokenmesh_rpc_client_shared_streams\{[^}]*method="Generate"[^}]*\} (\d+)/m);
+    expect(Number(streams?.[1])).toBeGreaterThan(0);
+    expect(metrics).not.toMatch(/^tokenmesh_rpc_client_unshared_calls_total\{[^}]*method="Generate"[^}]*\} [1-9]/m);
   });
 });

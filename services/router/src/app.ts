@@ -72,7 +72,7 @@ export function createApp(config: RouterConfig, deps: AppDeps, options: RouterAp
       onExchange: (provider, status, seconds) => routerMetrics.upstreamDuration.observe({ provider, status }, seconds),
     },
   });
-  const inference = new InferenceClient(config.INFERENCE_ADDR);
+  const inference = new InferenceClient(config.INFERENCE_ADDR, { streams: config.ROUTER_INFERENCE_STREAMS });
   const models = new ModelCaller(providers, inference);
   const readiness = new ModelReadiness(providers, new ModelStatusCache(() => inference.listModels(1_000), logger));
   const breaker = new RedisCircuitBreaker(

@@ -7,6 +7,12 @@ export const RouterConfigSchema = z.object({
   NATS_URL: env.url("nats://127.0.0.1:4222", ["nats:", "tls:"]),
   REDIS_URL: env.url("redis://127.0.0.1:6379", ["redis:", "rediss:"]),
   INFERENCE_ADDR: env.address("127.0.0.1:50054"),
+  /**
+   * Calls of local models share up to this many long-lived streams to inference (InferenceService.GenerateStream),
+   * each call on them with its own deadline, cancellation, flow control and trace; 0: a gRPC call of its own per
+   * call (Generate).
+   */
+  ROUTER_INFERENCE_STREAMS: z.coerce.number().int().min(0).max(64).default(2),
   ROUTER_HOST: env.host(),
   ROUTER_GRPC_PORT: env.port(50053),
   ROUTER_OPS_PORT: env.port(9103),

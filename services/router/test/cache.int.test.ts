@@ -21,6 +21,7 @@ import { createApp, type RouterApp } from "../src/app.js";
 import { cacheKey, cacheScope } from "../src/domain/cache.js";
 import { routerMetrics } from "../src/metrics.js";
 import { testRouterConfig } from "./router-config.js";
+import { inferenceServing } from "./scripted-inference.js";
 
 const logger = createLogger({ service: "router-cache-test", level: "silent" });
 
@@ -61,53 +62,56 @@ function scriptedInference() {
   const gate = (rid: string) => new Promise<void>((resolve) => gates.set(rid, resolve));
   let n = 0;
   const server = new GrpcServer({ logger });
-  server.add(InferenceServiceService, {
-    async *generate(req, ctx) {
-      const rid = req.context?.requestId ?? "";
-      const prompt = req.request?.messages.at(-1)?.content ?? "";
-      const call: Seen = { model: req.model, prompt, ended: "open" };
-      seen.push(call);
-      const chunk = (choices: ChatChunk["choices"], usage?: ChatChunk["usage"]): GenerateResponse => ({
-        chunk: { id: `chatcmpl-${n}`, created: 1_700_000_000 + n, model: req.model, choices, usage },
-      });
-      const delta = (content: string, finishReason = 0) => ({
-        index: 0,
-        role: 3,
-        content,
-        toolCalls: [],
-        finishReason,
-        refusal: "",
-      });
-      try {
-        if (req.model === "down") throw new UpstreamUnavailableError("upstream 503");
-        n++;
-        yield chunk([delta(`answer ${n}`)]);
-        if (rid.startsWith("break_")) throw new UpstreamUnavailableError("connection reset");
-        if (rid.startsWith("hang_")) {
-          await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
-          call.ended = "cancelled";
-          return;
+  server.add(
+    InferenceServiceService,
+    inferenceServing({
+      async *generate(req, ctx) {
+        const rid = req.context?.requestId ?? "";
+        const prompt = req.request?.messages.at(-1)?.content ?? "";
+        const call: Seen = { model: req.model, prompt, ended: "open" };
+        seen.push(call);
+        const chunk = (choices: ChatChunk["choices"], usage?: ChatChunk["usage"]): GenerateResponse => ({
+          chunk: { id: `chatcmpl-${n}`, created: 1_700_000_000 + n, model: req.model, choices, usage },
+        });
+        const delta = (content: string, finishReason = 0) => ({
+          index: 0,
+          role: 3,
+          content,
+          toolCalls: [],
+          finishReason,
+          refusal: "",
+        });
+        try {
+          if (req.model === "down") throw new UpstreamUnavailableError("upstream 503");
+          n++;
+          yield chunk([delta(`answer ${n}`)]);
+          if (rid.startsWith("break_")) throw new UpstreamUnavailableError("connection reset");
+          if (rid.startsWith("hang_")) {
+            await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+            call.ended = "cancelled";
+            return;
+          }
+          if (rid.startsWith("held_")) await gate(rid);
+          yield chunk([delta(` to ${prompt}`)]);
+          yield chunk([delta("", rid.startsWith("nofinish_") ? 0 : 1)]);
+          yield chunk([], { inputTokens: 7, outputTokens: 5, cachedTokens: 0 });
+          call.ended = "ok";
+        } catch (err) {
+          call.ended = "error";
+          throw err;
         }
-        if (rid.startsWith("held_")) await gate(rid);
-        yield chunk([delta(` to ${prompt}`)]);
-        yield chunk([delta("", rid.startsWith("nofinish_") ? 0 : 1)]);
-        yield chunk([], { inputTokens: 7, outputTokens: 5, cachedTokens: 0 });
-        call.ended = "ok";
-      } catch (err) {
-        call.ended = "error";
-        throw err;
-      }
-    },
-    async embed() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-    async listModels() {
-      return { models: [] };
-    },
-    async countTokens() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-  });
+      },
+      async embed() {
+        throw new AppError("FAILED_PRECONDITION", "not scripted");
+      },
+      async listModels() {
+        return { models: [] };
+      },
+      async countTokens() {
+        throw new AppError("FAILED_PRECONDITION", "not scripted");
+      },
+    }),
+  );
   return {
     server,
     seen,

@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisCircuitBreaker } from "../src/adapters/redis-breaker.js";
 import { createApp, type RouterApp } from "../src/app.js";
 import { testRouterConfig } from "./router-config.js";
+import { inferenceServing } from "./scripted-inference.js";
 
 const logger = createLogger({ service: "router-test", level: "silent" });
 const spans = new InMemorySpanExporter();
@@ -76,49 +77,53 @@ function scriptedInference() {
     },
   });
   const server = new GrpcServer({ logger });
-  server.add(InferenceServiceService, {
-    async *generate(req) {
-      const rid = req.context?.requestId ?? "";
-      calls.push(`${rid}:${req.model}`);
-      switch (req.model) {
-        case "flaky": {
-          // Fails the first two tries of each request, then answers.
-          const left = failuresLeft.get(rid) ?? 2;
-          failuresLeft.set(rid, left - 1);
-          if (left > 0) throw new UpstreamUnavailableError("upstream 503");
-          break;
+  server.add(
+    InferenceServiceService,
+    inferenceServing({
+      async *generate(req) {
+        const rid = req.context?.requestId ?? "";
+        calls.push(`${rid}:${req.model}`);
+        switch (req.model) {
+          case "flaky": {
+            // Fails the first two tries of each request, then answers.
+            const left = failuresLeft.get(rid) ?? 2;
+            failuresLeft.set(rid, left - 1);
+            if (left > 0) throw new UpstreamUnavailableError("upstream 503");
+            break;
+          }
+          case "down":
+          case "broken":
+            throw new UpstreamUnavailableError("upstream 503");
+          case "rejects":
+            throw new AppError("INVALID_ARGUMENT", "upstream rejected the request", {
+              origin: "upstream",
+              param: "messages",
+            });
+          case "breaks-mid":
+            yield chunk(req.model, "partial");
+            throw new UpstreamUnavailableError("connection reset");
+          case "slow":
+            yield chunk(req.model, "first");
+            await gate;
+            break;
         }
-        case "down":
-        case "broken":
-          throw new UpstreamUnavailableError("upstream 503");
-        case "rejects":
-          throw new AppError("INVALID_ARGUMENT", "upstream rejected the request", {
-            origin: "upstream",
-            param: "messages",
-          });
-        case "breaks-mid":
-          yield chunk(req.model, "partial");
-          throw new UpstreamUnavailableError("connection reset");
-        case "slow":
-          yield chunk(req.model, "first");
-          await gate;
-          break;
-      }
-      yield chunk(req.model, `hello from ${req.model}`);
-      yield chunk(req.model, "", true);
-    },
-    async embed(req) {
-      calls.push(`${req.context?.requestId ?? ""}:${req.model}`);
-      return { response: { model: req.model, data: [{ index: 0, values: [0.5, 0.25] }], usage: undefined } };
-    },
-    async listModels() {
-      const info = (id: string, ready: boolean) => ModelInfo.fromPartial({ id, engine: "local", device: "cpu", ready });
-      return { models: [info("flaky", false), info("backup", true)] };
-    },
-    async countTokens() {
-      throw new AppError("FAILED_PRECONDITION", "not scripted");
-    },
-  });
+        yield chunk(req.model, `hello from ${req.model}`);
+        yield chunk(req.model, "", true);
+      },
+      async embed(req) {
+        calls.push(`${req.context?.requestId ?? ""}:${req.model}`);
+        return { response: { model: req.model, data: [{ index: 0, values: [0.5, 0.25] }], usage: undefined } };
+      },
+      async listModels() {
+        const info = (id: string, ready: boolean) =>
+          ModelInfo.fromPartial({ id, engine: "local", device: "cpu", ready });
+        return { models: [info("flaky", false), info("backup", true)] };
+      },
+      async countTokens() {
+        throw new AppError("FAILED_PRECONDITION", "not scripted");
+      },
+    }),
+  );
   return { server, calls, release: () => release?.() };
 }
 

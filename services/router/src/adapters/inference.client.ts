@@ -1,7 +1,13 @@
+import { credentials } from "@grpc/grpc-js";
 import type { ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
-import { InferenceServiceClient } from "@tokenmesh/proto/inference/v1/inference";
-import { type CallParams, callStream, callUnary, createGrpcClient } from "@tokenmesh/runtime";
+import {
+  type GenerateRequest,
+  type GenerateResponse,
+  InferenceServiceClient,
+  InferenceServiceService,
+} from "@tokenmesh/proto/inference/v1/inference";
+import { type CallParams, callStream, callUnary, createGrpcClient, MuxClient } from "@tokenmesh/runtime";
 
 /** Per-call parameters every model call carries. */
 export interface InferenceCall {
@@ -21,12 +27,37 @@ function params(call: InferenceCall): CallParams {
 /**
  * The router's client of InferenceService, which serves the catalog's local models. The GenAI span and metrics of
  * each attempt are ModelCaller's; the gRPC call's own span is a child of it.
+ *
+ * Generations share `streams` long-lived GenerateStream streams: a local stream's start is then one frame on a
+ * stream already open, not an HTTP/2 stream of its own (headers, a server-side call object, its trailers), which is
+ * where the mesh spent its time on a local stream (bench/inference/README.md). An inference of an earlier release
+ * that does not know GenerateStream is called with Generate, and so is every call with `streams: 0`.
  */
 export class InferenceClient {
   private readonly client: InferenceServiceClient;
+  private readonly mux: MuxClient<GenerateRequest, GenerateResponse> | undefined;
 
-  constructor(address: string) {
+  constructor(address: string, options: { streams?: number } = {}) {
     this.client = createGrpcClient(InferenceServiceClient, address);
+    const streams = options.streams ?? 2;
+    if (streams > 0) {
+      // The same connection, without the tracing interceptor: each call on the streams has its own span and
+      // metrics as a Generate call (a span for the stream would last as long as the stream).
+      const plain = new InferenceServiceClient(address, credentials.createInsecure(), {
+        channelOverride: this.client.getChannel(),
+      });
+      this.mux = new MuxClient({
+        path: InferenceServiceService.generate.path,
+        method: InferenceServiceService.generateStream,
+        client: plain,
+        fallback: (req, p) => this.callGenerate(req, p),
+        streams,
+      });
+    }
+  }
+
+  private callGenerate(req: GenerateRequest, p: CallParams): AsyncIterable<GenerateResponse> {
+    return callStream(this.client.generate.bind(this.client), req, p);
   }
 
   /**
@@ -34,12 +65,10 @@ export class InferenceClient {
    * call; errors are AppErrors rebuilt from inference's error trailer (so `retryable` and `origin` survive the hop).
    */
   async *generate(modelId: string, request: ChatRequest, call: InferenceCall): AsyncGenerator<ChatChunk> {
-    const client = this.client;
-    for await (const res of callStream(
-      client.generate.bind(client),
-      { context: call.context, model: modelId, request: { ...request, model: modelId } },
-      params(call),
-    )) {
+    const req: GenerateRequest = { context: call.context, model: modelId, request: { ...request, model: modelId } };
+    const p = params(call);
+    const answer = this.mux === undefined ? this.callGenerate(req, p) : this.mux.call(req, p);
+    for await (const res of answer) {
       if (res.chunk) yield res.chunk;
     }
   }
@@ -63,6 +92,7 @@ export class InferenceClient {
   }
 
   close(): void {
+    this.mux?.close();
     this.client.close();
   }
 }
