@@ -20,6 +20,8 @@ const gauges = { maxActive: 0, maxQueue: 0, queue: 0, tokens: 0, firstTokens: 0 
 const local = (fields: Record<string, unknown>): LocalModelEntry =>
   ModelEntrySchema.parse({ engine: "local", ...fields }) as LocalModelEntry;
 let chat: LocalModelEntry;
+/** The same model with three slots (two streams generating while a third request starts). */
+let chat3: LocalModelEntry;
 let embed: LocalModelEntry;
 
 function request(fields: Partial<ChatRequest> = {}): ChatRequest {
@@ -70,6 +72,7 @@ beforeAll(async () => {
     max_output_tokens: 512,
     context_window: 2048,
   });
+  chat3 = local({ id: "tiny-3", source: paths.chat, slots: 3, max_output_tokens: 512, context_window: 2048 });
   embed = local({ id: "tiny-embed", kind: "embedding", source: paths.embedding });
   engine = new LocalEngine({
     modelsDir: join(dir, "cache"),
@@ -90,7 +93,7 @@ beforeAll(async () => {
       },
     },
   });
-  await Promise.all([engine.load(chat), engine.load(embed)]);
+  await Promise.all([engine.load(chat), engine.load(chat3), engine.load(embed)]);
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   tokenizer = await llama.loadModel({ modelPath: paths.chat });
 });
@@ -207,6 +210,31 @@ describe("LocalEngine", () => {
     expect(cFirstTokenWhileBRunning).toBe(true);
     expect(aChunks).toBeLessThan(6);
     expect((await b).usage?.outputTokens).toBe(chat.max_output_tokens);
+  });
+
+  it("starts a request beside generating streams at once, not when they end", async () => {
+    // Three slots, each holding what a previous request left: the next request on any of them must erase it first.
+    await Promise.all([1, 2, 3].map((seed) => run(request({ maxTokens: 20, seed }), undefined, undefined, chat3)));
+    const events: string[] = [];
+    let aChunks = 0;
+    let cRun: Promise<Outcome> | undefined;
+    const long = (seed: number, onChunk?: () => void) =>
+      run(request({ maxTokens: 512, seed }), undefined, onChunk, chat3).finally(() => events.push("long done"));
+    const a = long(4, () => {
+      // C comes once A and B are generating.
+      if (++aChunks === 3) {
+        cRun = run(request({ maxTokens: 5, seed: 6 }), undefined, undefined, chat3).finally(() =>
+          events.push("c done"),
+        );
+      }
+    });
+    const b = long(5);
+    const outs = await Promise.all([a, b]);
+    const c = await cRun;
+    expect(outs.map((o) => o.usage?.outputTokens)).toEqual([512, 512]);
+    expect(c?.usage?.outputTokens).toBe(5);
+    // Without the state gate, C's state change waited for the decode loop of A and B to run dry: for their last token.
+    expect(events).toEqual(["c done", "long done", "long done"]);
   });
 
   it("drops a cancelled request from the queue at once", async () => {

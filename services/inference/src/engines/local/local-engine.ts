@@ -32,6 +32,7 @@ import { messageText, renderPrompt } from "./chat-prompt.js";
 import { ChunkChannel } from "./chunk-channel.js";
 import { isHuggingFaceSource, ModelSourceError, resolveModelSource } from "./model-source.js";
 import { SlotPool } from "./slot-pool.js";
+import { StateGate } from "./state-gate.js";
 import { StopMatcher } from "./stop-matcher.js";
 import { TokenTextDecoder } from "./token-text.js";
 
@@ -78,6 +79,8 @@ type LoadedModel =
       model: LlamaModel;
       context: LlamaContext;
       pool: SlotPool<LlamaContextSequence>;
+      /** Holds the generating streams while a sequence's state changes (state-gate.ts). */
+      gate: StateGate;
       wrapper: ChatWrapper;
       contextSize: number;
     }
@@ -300,7 +303,9 @@ export class LocalEngine implements Engine {
     try {
       // Reuse the KV cache of whatever prefix this sequence already holds (a previous turn of the same chat,
       // a shared system prompt); at least one token is evaluated so there are logits to sample from.
-      await sequence.adaptStateToTokens(prompt.tokens.slice(0, -1), false);
+      // With the other streams of this context held until it is done (state-gate.ts): without that, this waited
+      // for every stream already generating to finish.
+      await loaded.gate.change(() => sequence.adaptStateToTokens(prompt.tokens.slice(0, -1), false));
       const cachedTokens = sequence.nextTokenIndex;
       const generated: Token[] = [];
       const options: SequenceEvaluateOptions = {
@@ -355,6 +360,9 @@ export class LocalEngine implements Engine {
           finish = FinishReason.FINISH_REASON_LENGTH;
           break;
         }
+        // Before the next token is asked for: a sequence changing state beside this one needs the decode loop idle.
+        const held = loaded.gate.wait;
+        if (held !== undefined) await held;
       }
       if (signal.aborted) throw abortedError(signal);
       if (!stopped) {
@@ -483,6 +491,7 @@ export class LocalEngine implements Engine {
           model,
           context,
           pool,
+          gate: new StateGate(),
           wrapper: resolveChatWrapper(model),
           contextSize: context.contextSize,
         };
