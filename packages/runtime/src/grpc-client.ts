@@ -9,6 +9,7 @@ import {
 } from "@grpc/grpc-js";
 import { clientInterceptor } from "@tokenmesh/telemetry";
 import { fromGrpcError } from "./grpc-errors.js";
+import { MuxClient, type MuxClientOptions } from "./grpc-mux.js";
 
 type ClientCtor<C> = new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C;
 
@@ -36,6 +37,22 @@ export function createGrpcClient<C extends Client>(
     "grpc.enable_channelz": 0,
     ...options,
   });
+}
+
+/**
+ * Calls of `options.path` on at most `options.streams` long-lived streams of `options.method` (MuxClient) over the
+ * connection of `client` (a createGrpcClient client), opened from a client of the same channel without the tracing
+ * interceptor: each call on the streams has its own span and metrics, where a span of the stream's own would last as
+ * long as the stream.
+ */
+export function createSharedStreams<C extends Client, Req, Res>(
+  ctor: ClientCtor<C>,
+  address: string,
+  client: C,
+  options: Omit<MuxClientOptions<Req, Res>, "client">,
+): MuxClient<Req, Res> {
+  const plain = new ctor(address, grpcCredentials.createInsecure(), { channelOverride: client.getChannel() });
+  return new MuxClient({ ...options, client: plain });
 }
 
 /** Per-call options: a deadline, metadata and an AbortSignal that cancels the call. */

@@ -1,7 +1,7 @@
 export { abortedError, afterLinger, raceAbort, sleep, throwIfAborted } from "./abort.js";
 export { ConfigError, commonEnv, env, parseEnv } from "./config.js";
 export * from "./errors.js";
-export { type CallParams, callStream, callUnary, createGrpcClient } from "./grpc-client.js";
+export { type CallParams, callStream, callUnary, createGrpcClient, createSharedStreams } from "./grpc-client.js";
 export { ERROR_DETAIL_KEY, fromGrpcError, grpcStatusOf, PEER_UNREACHABLE, toGrpcStatus } from "./grpc-errors.js";
 export {
   DRAINING,

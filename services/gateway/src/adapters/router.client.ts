@@ -1,4 +1,3 @@
-import { credentials } from "@grpc/grpc-js";
 import type { ChatRequest, EmbedRequest, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import {
@@ -8,7 +7,14 @@ import {
   RouterServiceClient,
   RouterServiceService,
 } from "@tokenmesh/proto/router/v1/router";
-import { type CallParams, callStream, callUnary, createGrpcClient, MuxClient } from "@tokenmesh/runtime";
+import {
+  type CallParams,
+  callStream,
+  callUnary,
+  createGrpcClient,
+  createSharedStreams,
+  type MuxClient,
+} from "@tokenmesh/runtime";
 import type { RouteEvent, RouteHints, Router } from "../domain/ports.js";
 import type { Upgrade, Upgrades } from "../http/upgrade.routes.js";
 
@@ -31,16 +37,10 @@ export class GrpcRouter implements Router, Upgrades {
     this.client = createGrpcClient(RouterServiceClient, address);
     const streams = options.streams ?? 4;
     if (streams > 0) {
-      // The same connection, without the tracing interceptor: each call on the streams has its own span and
-      // metrics as a Route call (a span for the stream would last as long as the stream).
-      const plain = new RouterServiceClient(address, credentials.createInsecure(), {
-        channelOverride: this.client.getChannel(),
-      });
-      this.mux = new MuxClient({
+      this.mux = createSharedStreams(RouterServiceClient, address, this.client, {
         path: RouterServiceService.route.path,
         method: RouterServiceService.routeStream,
-        client: plain,
-        fallback: (req, params) => this.callRoute(req, params),
+        fallback: (req: RouteRequest, params: CallParams) => this.callRoute(req, params),
         streams,
       });
     }

@@ -1,4 +1,3 @@
-import { credentials } from "@grpc/grpc-js";
 import type { ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, ModelInfo } from "@tokenmesh/proto/common/v1/chat";
 import type { RequestContext } from "@tokenmesh/proto/common/v1/context";
 import {
@@ -7,7 +6,14 @@ import {
   InferenceServiceClient,
   InferenceServiceService,
 } from "@tokenmesh/proto/inference/v1/inference";
-import { type CallParams, callStream, callUnary, createGrpcClient, MuxClient } from "@tokenmesh/runtime";
+import {
+  type CallParams,
+  callStream,
+  callUnary,
+  createGrpcClient,
+  createSharedStreams,
+  type MuxClient,
+} from "@tokenmesh/runtime";
 
 /** Per-call parameters every model call carries. */
 export interface InferenceCall {
@@ -29,9 +35,10 @@ function params(call: InferenceCall): CallParams {
  * each attempt are ModelCaller's; the gRPC call's own span is a child of it.
  *
  * Generations share `streams` long-lived GenerateStream streams: a local stream's start is then one frame on a
- * stream already open, not an HTTP/2 stream of its own (headers, a server-side call object, its trailers), which is
- * where the mesh spent its time on a local stream (bench/inference/README.md). An inference of an earlier release
- * that does not know GenerateStream is called with Generate, and so is every call with `streams: 0`.
+ * stream already open, not an HTTP/2 stream of its own (headers, a server-side call object, its trailers); about
+ * 1 ms of its first chunk on the 2-vCPU VM, and less CPU per call (bench/inference/README.md, bench/grpc). An
+ * inference of an earlier release that does not know GenerateStream is called with Generate, and so is every call
+ * with `streams: 0`.
  */
 export class InferenceClient {
   private readonly client: InferenceServiceClient;
@@ -41,16 +48,10 @@ export class InferenceClient {
     this.client = createGrpcClient(InferenceServiceClient, address);
     const streams = options.streams ?? 2;
     if (streams > 0) {
-      // The same connection, without the tracing interceptor: each call on the streams has its own span and
-      // metrics as a Generate call (a span for the stream would last as long as the stream).
-      const plain = new InferenceServiceClient(address, credentials.createInsecure(), {
-        channelOverride: this.client.getChannel(),
-      });
-      this.mux = new MuxClient({
+      this.mux = createSharedStreams(InferenceServiceClient, address, this.client, {
         path: InferenceServiceService.generate.path,
         method: InferenceServiceService.generateStream,
-        client: plain,
-        fallback: (req, p) => this.callGenerate(req, p),
+        fallback: (req: GenerateRequest, p: CallParams) => this.callGenerate(req, p),
         streams,
       });
     }
