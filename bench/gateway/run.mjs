@@ -63,6 +63,9 @@ const probeCount = probeAt >= 0 ? Number(args[probeAt + 1]) || 200 : 0;
 // median of each step of the path to the first byte (see README.md). strace slows every traced system call, so read
 // the steps for where the time goes; the probe's p50 above it is the measurement.
 const phases = args.includes("--phases");
+// --cpu-rate R: the CPU per request of the comparison line is read at this step of --rates (default: max).
+const cpuRateAt = args.indexOf("--cpu-rate");
+const cpuRate = cpuRateAt >= 0 ? String(args[cpuRateAt + 1]) : "max";
 const benchArgs = args.filter(
   (a, i) =>
     a !== "--skip-portkey" &&
@@ -71,7 +74,8 @@ const benchArgs = args.filter(
     (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
     (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)) &&
     (wakeModeAt < 0 || (i !== wakeModeAt && i !== wakeModeAt + 1)) &&
-    (gcTraceAt < 0 || (i !== gcTraceAt && i !== gcTraceAt + 1)),
+    (gcTraceAt < 0 || (i !== gcTraceAt && i !== gcTraceAt + 1)) &&
+    (cpuRateAt < 0 || (i !== cpuRateAt && i !== cpuRateAt + 1)),
 );
 // The comparison line compares both gateways at ONE fixed rate. Left to itself the harness picks, per gateway, the
 // highest fixed rate at most half that gateway's own max, so a faster Tokenmesh was read at 1000 rps against
@@ -643,15 +647,21 @@ const parse = (line) =>
   );
 const a = parse(tm);
 const b = parse(pk);
-/** CPU-seconds per request at the max rate (non-streamed), median over repeats, summed over the watched processes. */
+/**
+ * CPU-seconds per request at the max rate (or --cpu-rate; non-streamed), median over repeats, summed over the watched
+ * processes but the upstream mock: the harness watches the mock it starts for Portkey's runs (not for the mesh's,
+ * whose mock this script starts), and counting it there gave Portkey the mock's ~0.1 ms a request (until stop 25).
+ */
 const cpuPerRequest = (file, label) => {
   try {
     const { runs } = JSON.parse(readFileSync(file, "utf8"));
     const perRun = runs
-      .filter((r) => r.ok && r.target === label && r.rate === "max" && r.mode === "nonstream" && r.requests > 0)
+      .filter(
+        (r) => r.ok && r.target === label && String(r.rate) === cpuRate && r.mode === "nonstream" && r.requests > 0,
+      )
       .map((r) => {
         const cpu = Object.entries(r.cpu_s ?? {})
-          .filter(([name]) => name !== "wrk" && name !== "other")
+          .filter(([name]) => name !== "wrk" && name !== "other" && name !== "mock")
           .reduce((sum, [, v]) => sum + (Number.isFinite(v) ? v : 0), 0);
         return cpu / r.requests;
       })
