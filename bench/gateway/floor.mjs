@@ -20,10 +20,11 @@
 //   floor rate=max repeats=3 one_rps=… one_cpu_ms=… h2_rps=… h2_cpu_ms=… tcp_rps=… tcp_cpu_ms=… mesh_rps=… mesh_cpu_ms=… portkey_rps=… portkey_cpu_ms=…
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort, waitFor } from "@tokenmesh/testing";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -62,26 +63,18 @@ process.on("exit", () => {
   rmSync(dir, { recursive: true, force: true });
 });
 process.on("SIGINT", () => process.exit(130));
-const freePort = () =>
-  new Promise((res) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-const listening = async (port) => {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((res) => {
-      const s = connect(port, "127.0.0.1", () => {
-        s.destroy();
-        res(true);
-      }).on("error", () => res(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
-};
+/** Resolves once something accepts connections on `port` (10 s at most). */
+const listening = (port) =>
+  waitFor(
+    () =>
+      new Promise((res) => {
+        const s = connect(port, "127.0.0.1", () => {
+          s.destroy();
+          res(true);
+        }).on("error", () => res(false));
+      }),
+    { intervalMs: 100, description: `a listener on port ${port}` },
+  );
 const start = async (file, env) => {
   const c = spawn(process.execPath, [join(here, "floor", file)], {
     stdio: ["ignore", "ignore", "inherit"],
