@@ -2,8 +2,8 @@
 // The floor under issue 11's CPU target: what the least possible gateway costs per request on this machine, in one
 // process and split in two processes with one hop between them, measured in the same run as Tokenmesh and Portkey.
 //
-//   npx node bench/gateway/floor.mjs [--rate max|R] [--repeats 3] [--variants one,h2,tcp] [--skip-portkey] [--skip-mesh]
-//                                    [--duration 10]
+//   npx node bench/gateway/floor.mjs [--rate max|R] [--repeats 3] [--variants one,h2,tcp,mesh-embedded] [--skip-portkey]
+//                                    [--skip-mesh] [--duration 10]
 //
 // Each repeat runs, one after the other, the harness (../shared/bench-harness) at the max rate (or R requests/s),
 // non-streamed, against every variant and the direct mock beside it:
@@ -12,6 +12,8 @@
 //   hop of a unary gRPC call without grpc-js;
 // - tcp: split in two over one TCP connection with length-prefixed frames (floor/tcp-*.mjs): the cheapest hop;
 // - mesh: Tokenmesh, all five services, NATS and Redis (bench/gateway/run.mjs --skip-portkey, a fresh mesh a repeat);
+// - mesh-embedded (only when named in --variants): the same mesh with the router's app inside the gateway's process
+//   and no internal hop (run.mjs --embedded-router; ./embedded/, bench only), right after the mesh;
 // - portkey: the Portkey gateway (the harness's examples/portkey).
 // CPU per request sums the variant's own processes (for the mesh: its services, NATS and Redis); the upstream mock
 // and wrk are never counted. A variant's max rate is also where it wakes least per request (each wake-up serves many
@@ -40,12 +42,12 @@ const opt = (name, fallback) => {
 const repeats = Math.max(1, Number(opt("--repeats", "3")) || 3);
 const duration = opt("--duration", "10");
 const rate = String(opt("--rate", "max"));
-const floors = opt("--variants", "one,h2,tcp")
-  .split(",")
-  .filter((v) => ["one", "h2", "tcp"].includes(v));
+const variants = opt("--variants", "one,h2,tcp").split(",");
+const floors = variants.filter((v) => ["one", "h2", "tcp"].includes(v));
 const order = [
   ...floors,
   ...(args.includes("--skip-mesh") ? [] : ["mesh"]),
+  ...(variants.includes("mesh-embedded") ? ["mesh-embedded"] : []),
   ...(args.includes("--skip-portkey") ? [] : ["portkey"]),
 ];
 const sharedHarness = resolve(process.env.BENCH_HARNESS ?? join(root, "../shared/bench-harness"));
@@ -140,8 +142,16 @@ for (let rep = 1; rep <= repeats; rep++) {
     if (v === "portkey") {
       run("bash", [join(harness, "examples/portkey/run.sh"), ...oneRun], { ...process.env, OUT: out });
       results[v].push(measure(out, "portkey", ["wrk", "other", "mock"]));
-    } else if (v === "mesh") {
-      const text = run(process.execPath, [join(here, "run.mjs"), "--skip-portkey", "--cpu-rate", rate, ...oneRun]);
+    } else if (v === "mesh" || v === "mesh-embedded") {
+      const embedded = v === "mesh-embedded" ? ["--embedded-router"] : [];
+      const text = run(process.execPath, [
+        join(here, "run.mjs"),
+        "--skip-portkey",
+        ...embedded,
+        "--cpu-rate",
+        rate,
+        ...oneRun,
+      ]);
       const line = text
         .trim()
         .split("\n")
@@ -181,7 +191,7 @@ console.log(
     order
       .map(
         (v) =>
-          `${v}_rps=${Math.round(median(results[v].map((r) => r.rps)))} ${v}_cpu_ms=${median(results[v].map((r) => r.cpu)).toFixed(3)}`,
+          `${v.replace("-", "_")}_rps=${Math.round(median(results[v].map((r) => r.rps)))} ${v.replace("-", "_")}_cpu_ms=${median(results[v].map((r) => r.cpu)).toFixed(3)}`,
       )
       .join(" "),
 );

@@ -66,10 +66,15 @@ const phases = args.includes("--phases");
 // --cpu-rate R: the CPU per request of the comparison line is read at this step of --rates (default: max).
 const cpuRateAt = args.indexOf("--cpu-rate");
 const cpuRate = cpuRateAt >= 0 ? String(args[cpuRateAt + 1]) : "max";
+// --embedded-router: the gateway runs the router's app in its own process and calls its Route handler directly
+// (./embedded/, bench only): the mesh without its internal hop, to measure what the hop costs. The router process is
+// still started (its readiness is waited for) and counted; it serves nothing.
+const embeddedRouter = args.includes("--embedded-router");
 const benchArgs = args.filter(
   (a, i) =>
     a !== "--skip-portkey" &&
     a !== "--phases" &&
+    a !== "--embedded-router" &&
     (probeAt < 0 || (i !== probeAt && i !== probeAt + 1)) &&
     (profileAt < 0 || (i !== profileAt && i !== profileAt + 1)) &&
     (wakeAt < 0 || (i !== wakeAt && i !== wakeAt + 1)) &&
@@ -251,6 +256,7 @@ for (const s of ["inference", "guard", "router", "cost", "gateway"]) {
     mkdirSync(gcTraceDir, { recursive: true });
     prof.push("--trace-gc-nvp");
   }
+  if (embeddedRouter && s === "gateway") prof.push("--import", join(root, "bench/gateway/embedded/register.mjs"));
   const c = start(s, process.execPath, [...prof, "--import", "@tokenmesh/telemetry/register", "dist/main.js"], {
     ...(gcTraceDir ? { stdio: ["ignore", openSync(join(gcTraceDir, `${s}.log`), "w"), "inherit"] } : {}),
     cwd: join(root, "services", s),
