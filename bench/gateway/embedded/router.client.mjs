@@ -1,16 +1,20 @@
 // The gateway's router port served in-process (see ./register.mjs). The router's app is built from its own
 // createApp and config (its NATS, Redis, catalog, providers, breaker, served-usage reports: everything it does in its
 // own process), and its RouterService handlers are taken as they are registered with its gRPC server, which still
-// listens (on a free port) but is never called. What it leaves out is the hop: proto encoding, grpc-js, HTTP/2, the
-// router's server span and its RPC metrics. Bench only.
+// listens (on a free port) but is never called. The gateway's own GrpcRouter does the rest (the request it sends,
+// the events it makes of the answers); only its call is replaced. What this leaves out is the hop: proto encoding,
+// grpc-js, HTTP/2, the mux, the router's server span and its RPC metrics. Embeddings, upgrades and the readiness
+// check's model list are not on the measured path and still go to the router process over gRPC. Bench only.
 import { Metadata } from "@grpc/grpc-js";
-import { CacheKind, RouterServiceService } from "@tokenmesh/proto/router/v1/router";
+import { RouterServiceService } from "@tokenmesh/proto/router/v1/router";
 import { GrpcServer, Lifecycle, parseEnv } from "@tokenmesh/runtime";
 import { createLogger } from "@tokenmesh/telemetry";
 
-const routerDist = new URL("../../../services/router/dist/", import.meta.url);
-const { createApp } = await import(new URL("app.js", routerDist).href);
-const { RouterConfigSchema } = await import(new URL("config.js", routerDist).href);
+const services = new URL("../../../services/", import.meta.url);
+const { createApp } = await import(new URL("router/dist/app.js", services).href);
+const { RouterConfigSchema } = await import(new URL("router/dist/config.js", services).href);
+// Not redirected: the hook only redirects the gateway app's own import of this module.
+const { GrpcRouter: ViaGrpc } = await import(new URL("gateway/dist/adapters/router.client.js", services).href);
 
 let captured;
 const add = GrpcServer.prototype.add;
@@ -19,12 +23,11 @@ GrpcServer.prototype.add = function (definition, handlers) {
   return add.call(this, definition, handlers);
 };
 
-const cacheKindName = (kind) =>
-  kind === CacheKind.CACHE_KIND_EXACT ? "exact" : kind === CacheKind.CACHE_KIND_SEMANTIC ? "semantic" : "";
-
-/** Drop-in for the gateway's GrpcRouter (same constructor, same methods). */
-export class GrpcRouter {
-  constructor() {
+/** Drop-in for the gateway's GrpcRouter: the same class, its Route calls answered by the router's handler here. */
+export class GrpcRouter extends ViaGrpc {
+  constructor(address) {
+    // No shared streams: every chat request goes through callRoute, below.
+    super(address, { streams: 0 });
     const config = parseEnv(RouterConfigSchema, { ...process.env, ROUTER_GRPC_PORT: "0", ROUTER_OPS_PORT: "0" });
     const logger = createLogger({ service: "tokenmesh-router-embedded", level: config.LOG_LEVEL });
     this.app = createApp(config, { logger, lifecycle: new Lifecycle({ logger, deadlineMs: 5_000 }) });
@@ -33,45 +36,20 @@ export class GrpcRouter {
     this.started = this.app.start();
   }
 
-  callContext(signal) {
-    return { metadata: new Metadata(), signal, deadline: undefined, peer: "in-process", sendMetadata() {} };
+  callRoute(req, params) {
+    const ctx = { metadata: new Metadata(), signal: params.signal, deadline: undefined, peer: "in-process" };
+    // Chunks batch per event-loop turn only to save messages on the hop; here there is none.
+    return this.handlers.route({ ...req, batchChunks: false }, { ...ctx, sendMetadata() {} });
   }
 
-  async *route(ctx, request, signal, hints) {
-    const req = {
-      context: ctx,
-      request,
-      hints: { prefer: hints?.prefer ?? "", speculativeModel: hints?.speculativeModel ?? "" },
-      routeWithFirstChunk: true,
-      batchChunks: false,
-    };
-    for await (const ev of this.handlers.route(req, this.callContext(signal))) {
-      const route = ev.route ?? ev.chunkRoute;
-      if (route === undefined) yield { chunk: ev.chunk };
-      else yield { route: { ...route, cacheKind: cacheKindName(route.cacheKind) }, chunk: ev.chunk };
-    }
-  }
-
-  async embed(ctx, request, signal) {
-    const res = await this.handlers.embed({ context: ctx, request }, this.callContext(signal));
-    return {
-      response: res.response ?? { model: request.model, data: [], usage: undefined },
-      model: res.route?.model ?? request.model,
-      provider: res.route?.provider ?? "",
-    };
-  }
-
-  async getUpgrade(ctx, id, signal) {
-    const res = await this.handlers.getUpgrade({ context: ctx, upgradeId: id }, this.callContext(signal));
-    return { status: res.status, response: res.response, model: res.route?.model ?? "", error: res.error };
-  }
-
+  /** The gateway's readiness check: ready once the router app in this process has started. */
   async listModels(signal) {
     await this.started;
-    return (await this.handlers.listModels({}, this.callContext(signal))).models;
+    return super.listModels(signal);
   }
 
   close() {
+    super.close();
     void this.app.stop();
   }
 }
