@@ -189,9 +189,9 @@ const median = (xs) => {
 console.log(
   `floor rate=${rate} repeats=${repeats} ` +
     order
-      .map(
-        (v) =>
-          `${v.replace("-", "_")}_rps=${Math.round(median(results[v].map((r) => r.rps)))} ${v.replace("-", "_")}_cpu_ms=${median(results[v].map((r) => r.cpu)).toFixed(3)}`,
-      )
+      .map((v) => {
+        const key = v.replace("-", "_");
+        return `${key}_rps=${Math.round(median(results[v].map((r) => r.rps)))} ${key}_cpu_ms=${median(results[v].map((r) => r.cpu)).toFixed(3)}`;
+      })
       .join(" "),
 );

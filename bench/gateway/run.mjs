@@ -68,7 +68,7 @@ const cpuRateAt = args.indexOf("--cpu-rate");
 const cpuRate = cpuRateAt >= 0 ? String(args[cpuRateAt + 1]) : "max";
 // --embedded-router: the gateway runs the router's app in its own process and calls its Route handler directly
 // (./embedded/, bench only): the mesh without its internal hop, to measure what the hop costs. The router process is
-// still started (its readiness is waited for) and counted; it serves nothing.
+// still started (its readiness is waited for) and counted; it serves no chat request.
 const embeddedRouter = args.includes("--embedded-router");
 const benchArgs = args.filter(
   (a, i) =>

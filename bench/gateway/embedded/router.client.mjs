@@ -37,9 +37,15 @@ export class GrpcRouter extends ViaGrpc {
   }
 
   callRoute(req, params) {
-    const ctx = { metadata: new Metadata(), signal: params.signal, deadline: undefined, peer: "in-process" };
+    const ctx = {
+      metadata: new Metadata(),
+      signal: params.signal,
+      deadline: undefined,
+      peer: "in-process",
+      sendMetadata() {},
+    };
     // Chunks batch per event-loop turn only to save messages on the hop; here there is none.
-    return this.handlers.route({ ...req, batchChunks: false }, { ...ctx, sendMetadata() {} });
+    return this.handlers.route({ ...req, batchChunks: false }, ctx);
   }
 
   /** The gateway's readiness check: ready once the router app in this process has started. */
