@@ -22,7 +22,7 @@ import { ANTHROPIC_VERSION, CountTokensBody, firstIssue, MessagesBody, servedVer
 import { type ErrorRenderer, errorHandler } from "./errors.js";
 import { clientGone } from "./openai.routes.js";
 import { parseBody } from "./parse-body.js";
-import { whenWritable, writeThisTurn } from "./stream-write.js";
+import { streamWriter, whenWritable } from "./stream-write.js";
 
 /** While a stream is open, a `ping` at least this often keeps idle proxies from closing it (Anthropic does too). */
 const PING_INTERVAL_MS = 10_000;
@@ -127,9 +127,10 @@ export function registerAnthropicRoutes(
         ...rateHeaders(started.rate),
         ...routeHeaders(started.route),
       });
+      const send = streamWriter(raw);
       /** False when the client's buffer is full: the caller waits for `whenWritable` before reading on. */
       const write = (events: AnthropicEvent[]): boolean =>
-        events.length === 0 || raw.destroyed || writeThisTurn(raw, events.map(sse).join(""));
+        events.length === 0 || raw.destroyed || send(events.map(sse).join(""));
       const ping = setInterval(() => write([{ event: "ping", data: { type: "ping" } }]), PING_INTERVAL_MS);
       ping.unref();
       const t = new MessagesStreamTranslator(messageId(req.id));

@@ -8,7 +8,7 @@ import { metrics } from "../metrics.js";
 import { toChatRequest, toOpenAIChunk, toOpenAICompletion, toOpenAIEmbeddings } from "./openai.mapping.js";
 import { ChatCompletionBody, EmbeddingsBody } from "./openai.schema.js";
 import { parseBody } from "./parse-body.js";
-import { whenWritable, writeThisTurn } from "./stream-write.js";
+import { streamWriter, whenWritable } from "./stream-write.js";
 import { routeHints, upgradeEvent } from "./upgrade.routes.js";
 
 function rateHeaders(rate: RateInfo | undefined): Record<string, string> {
@@ -71,15 +71,14 @@ export function registerOpenAIRoutes(app: FastifyInstance, deps: { flow: ChatFlo
       ...rateHeaders(started.rate),
       ...routeHeaders(started.route),
     });
+    const write = streamWriter(raw);
     try {
       for await (const chunk of started.chunks) {
         if (chunk.choices.length === 0 && !includeUsage) continue;
         // A client that reads slower than the answer comes holds the stream back rather than filling memory.
-        if (!writeThisTurn(raw, `data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`)) {
-          await whenWritable(raw);
-        }
+        if (!write(`data: ${JSON.stringify(toOpenAIChunk(chunk, includeUsage))}\n\n`)) await whenWritable(raw);
       }
-      if (started.route.upgradeId) writeThisTurn(raw, upgradeEvent(started.route.upgradeId));
+      if (started.route.upgradeId) write(upgradeEvent(started.route.upgradeId));
       raw.end("data: [DONE]\n\n");
       metrics.requests.inc({ api: "http", endpoint: "chat", status: "200" });
       metrics.duration.observe({ api: "http", endpoint: "chat" }, reply.elapsedTime / 1000);

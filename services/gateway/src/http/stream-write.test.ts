@@ -1,20 +1,28 @@
 import { createServer, type Server, type ServerResponse } from "node:http";
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { whenWritable, writeThisTurn } from "./stream-write.js";
+import { streamWriter, whenWritable, writeThisTurn } from "./stream-write.js";
 
 let server: Server | undefined;
 afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
 
-/** Serves one streamed response written by `respond` and returns the body and how many socket writes carried it. */
-async function serve(respond: (res: ServerResponse) => void): Promise<{ body: string; socketWrites: number }> {
+/**
+ * Serves one streamed response written by `respond` and returns the body, how many socket writes carried it and
+ * what each carried.
+ */
+async function serve(
+  respond: (res: ServerResponse) => void,
+): Promise<{ body: string; socketWrites: number; carried: string[] }> {
   let socketWrites = 0;
+  const carried: string[] = [];
   server = createServer((_req, res) => {
     const socket = res.socket as Socket & { _writev: (...a: unknown[]) => void; _write: (...a: unknown[]) => void };
     for (const name of ["_writev", "_write"] as const) {
       const original = socket[name].bind(socket);
       socket[name] = (...a: unknown[]) => {
         socketWrites++;
+        const parts = name === "_writev" ? (a[0] as { chunk: unknown }[]).map((p) => p.chunk) : [a[0]];
+        carried.push(parts.map((p) => String(p)).join(""));
         original(...a);
       };
     }
@@ -24,7 +32,7 @@ async function serve(respond: (res: ServerResponse) => void): Promise<{ body: st
   await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
   const body = await (await fetch(`http://127.0.0.1:${port}/`)).text();
-  return { body, socketWrites };
+  return { body, socketWrites, carried };
 }
 
 /** Three events a tick apart, as a stream's chunks arrive from one read, then the end a turn later. */
@@ -53,6 +61,22 @@ describe("writeThisTurn", () => {
     const { body, socketWrites } = await serve(threeTicksApart((res, data) => res.write(data)));
     expect(body).toBe("data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n");
     expect(socketWrites).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("streamWriter", () => {
+  it("sends the first event (with the head) at once and the later ones of a turn together", async () => {
+    const { body, carried } = await serve((res) => {
+      const write = streamWriter(res);
+      threeTicksApart((_res, data) => write(data))(res);
+    });
+    expect(body).toBe("data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n");
+    // The head and the first event leave before the events written after it in the same turn.
+    expect(carried).toHaveLength(3);
+    expect(carried[0]).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\n[0-9a-f]+\r\ndata: 1\n\n\r\n$/);
+    expect(carried[1]).toContain("data: 2");
+    expect(carried[1]).toContain("data: 3");
+    expect(carried[2]).toContain("[DONE]");
   });
 });
 
