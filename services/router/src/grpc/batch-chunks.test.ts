@@ -38,6 +38,33 @@ describe("batchChunks", () => {
     expect(out[1]?.moreChunks?.chunks).toEqual([chunk("c"), chunk("d"), chunk("e")]);
   });
 
+  it("reads what is behind a stream's first chunk only after the turn that sent it", async () => {
+    // The first chunk's write leaves at the end of its turn (Node's HTTP/2 session sends then); the rest of the
+    // provider's read, already here, must not be parsed and converted before that.
+    const log: string[] = [];
+    async function* source(): AsyncGenerator<RouteResponse> {
+      log.push("read a");
+      yield { chunk: chunk("a") };
+      log.push("read b");
+      yield { chunk: chunk("b") };
+      log.push("read c");
+      yield { chunk: chunk("c") };
+    }
+    const run = async (firstAlone: boolean) => {
+      log.length = 0;
+      const it = batchChunks(source(), { firstAlone })[Symbol.asyncIterator]();
+      expect((await it.next()).value).toEqual({ chunk: chunk("a") });
+      setImmediate(() => log.push("first chunk sent"));
+      const second = await it.next();
+      expect(texts([second.value as RouteResponse])).toEqual(["b", "c"]);
+      expect((await it.next()).done).toBe(true);
+      return [...log];
+    };
+    expect(await run(true)).toEqual(["read a", "first chunk sent", "read b", "read c"]);
+    // A whole answer (the client reads no stream) is read on at once, within the turn: its end leaves with it.
+    expect(await run(false)).toEqual(["read a", "read b", "read c"]);
+  });
+
   it("holds no chunk past the turn it arrived in", async () => {
     async function* source(): AsyncGenerator<RouteResponse> {
       yield { chunk: chunk("a") };

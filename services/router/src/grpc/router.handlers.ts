@@ -334,7 +334,9 @@ export function routerHandlers(deps: RouterHandlerDeps): Handlers<typeof RouterS
   const route = (req: RouteRequest, ctx: CallContext): AsyncIterable<RouteResponse> => {
     const events = routeEvents(req, ctx);
     const routed = req.routeWithFirstChunk ? withRouteOnFirstChunk(events) : events;
-    return req.batchChunks ? batchChunks(routed) : routed;
+    // Only a client reading a stream gains from its first chunk leaving before the rest is read; a whole answer's
+    // end would travel a turn later, in a write (and a wake-up of the gateway) of its own.
+    return req.batchChunks ? batchChunks(routed, { firstAlone: req.request?.stream === true }) : routed;
   };
 
   return {
