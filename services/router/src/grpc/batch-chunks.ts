@@ -17,10 +17,10 @@ const turnEnd = () => new Promise<typeof TURN_ENDED>((resolve) => setImmediate(r
  * route travels alone, and chunks gathered before an error are sent before it.
  *
  * With `firstAlone` (a client that reads a stream), nor does the first chunk wait for the ones behind it: after it,
- * the next chunk is read only once the turn has ended. Node's HTTP/2 session sends what its streams wrote at the end of a turn, before the turn's `setImmediate`
- * callbacks, so the first chunk leaves before the rest of the provider's read is parsed and converted (all twenty
- * chunks of a fast answer come in one read; reading them first kept the first ~0.1–0.25 ms longer, bench/gateway
- * "Stop 27").
+ * the next chunk is read only once the turn has ended. Node's HTTP/2 session sends what its streams wrote at the end
+ * of a turn, before the turn's `setImmediate` callbacks, so the first chunk leaves before the rest of the provider's
+ * read is parsed and converted (all twenty chunks of a fast answer come in one read; reading them first kept the
+ * first ~0.2–0.27 ms longer, bench/gateway "Stop 27").
  */
 export async function* batchChunks(
   events: AsyncIterable<RouteResponse>,
